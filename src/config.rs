@@ -1,0 +1,171 @@
+//! Configuration: defaults, then a TOML file (`--config`), then `REACH_*`
+//! environment variables (`__` separates sections, e.g.
+//! `REACH_SCORING__HALF_LIFE=14d`), then command-line flags. Every key and
+//! its default is listed in `docs/configuration.md`.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    domain::{EventLimits, ScoringModel},
+    storage::SledConfig,
+};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// How long in-flight calls may run after SIGTERM before they are cut.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// How often background maintenance (dedupe expiry) runs.
+    #[serde(with = "humantime_serde")]
+    pub maintenance_interval: Duration,
+    /// Log format: "plain" or "json". The filter comes from `RUST_LOG`.
+    pub log_format: LogFormat,
+    pub store: SledConfig,
+    pub limits: EventLimits,
+    pub scoring: ScoringModel,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Plain,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("./reach-data"),
+            shutdown_grace: Duration::from_secs(10),
+            maintenance_interval: Duration::from_secs(600),
+            log_format: LogFormat::Plain,
+            store: SledConfig::default(),
+            limits: EventLimits::default(),
+            scoring: ScoringModel::default(),
+        }
+    }
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Layers defaults, `file`, the environment and `overrides`, then validates.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, String> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(format!("config file {} does not exist", file.display()));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("REACH_").split("__").ignore(&["config"]))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.scoring.validate()?;
+        if self.store.dedupe_window.is_zero() {
+            return Err("store.dedupe_window must be positive".into());
+        }
+        if self.maintenance_interval.is_zero() {
+            return Err("maintenance_interval must be positive".into());
+        }
+        if self.limits.max_id_bytes == 0 {
+            return Err("limits.max_id_bytes must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, for `reach serve --print-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own signature
+    fn layers_file_env_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("reach.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from-file\"\n[scoring]\nhalf_life = \"14d\"\nsuppress_after_hard_fails = 5\n[scoring.sms]\nprior_mean = 0.8\nprior_strength = 4.0\nweight = 0.5\n",
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("REACH_SCORING__SUPPRESS_AFTER_HARD_FAILS", "4");
+            let overrides = Overrides {
+                data_dir: Some("/from-flag".into()),
+                ..Overrides::default()
+            };
+            let config = Config::load(Some(&file), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(config.data_dir, PathBuf::from("/from-flag"));
+            assert_eq!(config.scoring.half_life, Duration::from_secs(14 * 86400));
+            assert_eq!(config.scoring.suppress_after_hard_fails, 4);
+            assert_eq!(config.scoring.sms.weight, 0.5);
+            assert_eq!(config.listen, Config::default().listen);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("reach.toml");
+        std::fs::write(&file, "[scoring]\nhalf_lfe = \"14d\"\n").unwrap();
+        assert!(
+            Config::load(Some(&file), &Overrides::default())
+                .unwrap_err()
+                .contains("half_lfe")
+        );
+        std::fs::write(&file, "[scoring]\nsuppress_after_hard_fails = 0\n").unwrap();
+        assert!(Config::load(Some(&file), &Overrides::default()).is_err());
+        assert!(
+            Config::load(
+                Some(&dir.path().join("missing.toml")),
+                &Overrides::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn default_config_round_trips_through_toml() {
+        let rendered = Config::default().to_toml();
+        let parsed: Config = toml::from_str(&rendered).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+}

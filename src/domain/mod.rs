@@ -1,0 +1,18 @@
+//! The reachability model in plain Rust: taxonomy, contact profiles, scoring
+//! and suppression. Nothing here knows about gRPC or the store.
+
+pub mod event;
+pub mod evidence;
+pub mod model;
+pub mod profile;
+pub mod scoring;
+pub mod suppression;
+pub mod taxonomy;
+pub mod time;
+
+pub use event::{ChannelEvent, EventLimits, InvalidField};
+pub use model::ScoringModel;
+pub use profile::{ChannelState, ContactProfile};
+pub use scoring::{BestChannel, ChannelAssessment, Reachability};
+pub use taxonomy::{Channel, Effect, Status};
+pub use time::Millis;

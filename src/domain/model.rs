@@ -1,0 +1,195 @@
+//! The tunables of the scoring model, with their defaults. `docs/scoring.md`
+//! explains each one; every field is a `[scoring]` key in the config file.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Channel, suppression::RECENT_HARD_FAILS};
+
+/// Parameters of the scoring model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoringModel {
+    /// Evidence loses half its weight every `half_life`.
+    #[serde(with = "humantime_serde")]
+    pub half_life: Duration,
+    /// Failure weight of one hard bounce.
+    pub hard_fail_weight: f64,
+    /// Failure weight of one soft failure (PENDING_RETRY).
+    pub soft_fail_weight: f64,
+    /// Failure weight of one UNCONFIRMED (silence past the receipt window).
+    pub unconfirmed_weight: f64,
+    /// Consecutive hard fails (since the last delivery or opt-in) that suppress a channel.
+    pub suppress_after_hard_fails: u32,
+    /// Decayed evidence at which confidence reaches 0.5: confidence = n / (n + this).
+    pub confidence_half_evidence: f64,
+    /// Prior mean of the engagement rate (opens, clicks, replies per delivery).
+    pub engagement_prior_mean: f64,
+    /// Prior strength (pseudo-deliveries) of the engagement rate.
+    pub engagement_prior_strength: f64,
+    /// Push is eligible only with permission on record (an opt-in, a delivery or
+    /// an engagement): without a device token there is nothing to push to.
+    pub push_requires_permission: bool,
+    /// Tie-break order of the ranking, first wins.
+    pub channel_order: Vec<Channel>,
+    pub sms: ChannelModel,
+    pub email: ChannelModel,
+    pub push: ChannelModel,
+    pub voice: ChannelModel,
+}
+
+/// Per-channel prior and ranking weight.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelModel {
+    /// Delivery probability assumed with no history: the Beta prior's mean.
+    pub prior_mean: f64,
+    /// How many outcomes the prior is worth: the Beta prior's alpha + beta.
+    pub prior_strength: f64,
+    /// Multiplier on the score for ranking (e.g. below 1 for a costly channel).
+    pub weight: f64,
+}
+
+impl ChannelModel {
+    fn new(prior_mean: f64) -> Self {
+        ChannelModel {
+            prior_mean,
+            prior_strength: 2.0,
+            weight: 1.0,
+        }
+    }
+}
+
+impl Default for ScoringModel {
+    fn default() -> Self {
+        ScoringModel {
+            half_life: Duration::from_secs(30 * 24 * 3600),
+            hard_fail_weight: 1.0,
+            soft_fail_weight: 0.25,
+            unconfirmed_weight: 0.5,
+            suppress_after_hard_fails: 3,
+            confidence_half_evidence: 3.0,
+            engagement_prior_mean: 0.2,
+            engagement_prior_strength: 2.0,
+            push_requires_permission: true,
+            channel_order: vec![Channel::Push, Channel::Email, Channel::Sms, Channel::Voice],
+            sms: ChannelModel::new(0.90),
+            email: ChannelModel::new(0.85),
+            push: ChannelModel::new(0.70),
+            voice: ChannelModel::new(0.60),
+        }
+    }
+}
+
+impl ScoringModel {
+    pub fn channel(&self, channel: Channel) -> &ChannelModel {
+        match channel {
+            Channel::Sms => &self.sms,
+            Channel::Email => &self.email,
+            Channel::Push => &self.push,
+            Channel::Voice => &self.voice,
+        }
+    }
+
+    pub fn half_life_ms(&self) -> f64 {
+        self.half_life.as_millis() as f64
+    }
+
+    /// Position of `channel` in the tie-break order.
+    pub fn order_rank(&self, channel: Channel) -> usize {
+        self.channel_order
+            .iter()
+            .position(|&c| c == channel)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Checks that the parameters describe a usable model.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.half_life.is_zero() {
+            return Err("scoring.half_life must be positive".into());
+        }
+        let weights = [
+            ("hard_fail_weight", self.hard_fail_weight),
+            ("soft_fail_weight", self.soft_fail_weight),
+            ("unconfirmed_weight", self.unconfirmed_weight),
+        ];
+        for (name, w) in weights {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(format!(
+                    "scoring.{name} must be a finite number >= 0, got {w}"
+                ));
+            }
+        }
+        let max = RECENT_HARD_FAILS as u32;
+        if !(1..=max).contains(&self.suppress_after_hard_fails) {
+            return Err(format!(
+                "scoring.suppress_after_hard_fails must be in 1..={max}"
+            ));
+        }
+        if !(self.confidence_half_evidence.is_finite() && self.confidence_half_evidence > 0.0) {
+            return Err("scoring.confidence_half_evidence must be positive".into());
+        }
+        check_prior(
+            "engagement_prior",
+            self.engagement_prior_mean,
+            self.engagement_prior_strength,
+        )?;
+        for channel in Channel::ALL {
+            let m = self.channel(channel);
+            check_prior(channel.name(), m.prior_mean, m.prior_strength)?;
+            if !(m.weight.is_finite() && m.weight >= 0.0) {
+                return Err(format!(
+                    "scoring.{channel}.weight must be a finite number >= 0"
+                ));
+            }
+        }
+        let mut order = self.channel_order.clone();
+        order.sort();
+        if order != Channel::ALL {
+            return Err(
+                "scoring.channel_order must list each of sms, email, push, voice once".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn check_prior(name: &str, mean: f64, strength: f64) -> Result<(), String> {
+    if !(mean > 0.0 && mean < 1.0) {
+        return Err(format!(
+            "scoring.{name} prior mean must be in (0, 1), got {mean}"
+        ));
+    }
+    if !(strength.is_finite() && strength > 0.0) {
+        return Err(format!(
+            "scoring.{name} prior strength must be positive, got {strength}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        ScoringModel::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let m = ScoringModel {
+            suppress_after_hard_fails: 0,
+            ..ScoringModel::default()
+        };
+        assert!(m.validate().is_err());
+        let mut m = ScoringModel::default();
+        m.channel_order.pop();
+        assert!(m.validate().is_err());
+        let mut m = ScoringModel::default();
+        m.sms.prior_mean = 1.0;
+        assert!(m.validate().is_err());
+    }
+}

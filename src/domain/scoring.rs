@@ -1,0 +1,235 @@
+//! From a contact's profile to per-channel scores and a ranked best channel.
+//!
+//! score = (alpha + D) / (alpha + beta + D + F): the posterior mean of a Beta
+//! prior updated with decayed deliveries D and weighted decayed failures F.
+//! The full model is written up in `docs/scoring.md`.
+
+use crate::domain::{
+    Channel, ChannelState, ContactProfile, Millis, ScoringModel,
+    evidence::Evidence,
+    suppression::{Suppression, suppression},
+};
+
+/// How reachable a contact is on one channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelAssessment {
+    pub channel: Channel,
+    /// Estimated delivery probability; 0 if the channel is not eligible.
+    pub score: f64,
+    /// `score` times the channel's ranking weight.
+    pub weighted: f64,
+    pub eligible: bool,
+    pub confidence: f64,
+    pub suppression: Option<Suppression>,
+    pub opted_out: bool,
+    pub consecutive_hard_fails: u32,
+    pub engagement: f64,
+    pub last_event: Option<Millis>,
+    pub reasons: Vec<String>,
+}
+
+/// All four channels of one contact.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reachability {
+    /// In [`Channel::ALL`] order.
+    pub channels: Vec<ChannelAssessment>,
+    /// Probability that at least one eligible channel reaches the contact.
+    pub overall: f64,
+}
+
+/// The answer to "which channel?".
+#[derive(Clone, Debug, PartialEq)]
+pub struct BestChannel {
+    pub channel: Option<Channel>,
+    pub ranked: Vec<ChannelAssessment>,
+    pub reason: String,
+}
+
+/// Scores every channel of `profile` as seen at `now`.
+pub fn assess(profile: &ContactProfile, model: &ScoringModel, now: Millis) -> Reachability {
+    let channels: Vec<ChannelAssessment> = Channel::ALL
+        .iter()
+        .map(|&c| assess_channel(c, profile.channel(c), model, now))
+        .collect();
+    let miss_all: f64 = channels
+        .iter()
+        .filter(|a| a.eligible)
+        .map(|a| 1.0 - a.score)
+        .product();
+    Reachability {
+        overall: 1.0 - miss_all,
+        channels,
+    }
+}
+
+/// Scores one channel; `state` is `None` for a channel with no history.
+pub fn assess_channel(
+    channel: Channel,
+    state: Option<&ChannelState>,
+    model: &ScoringModel,
+    now: Millis,
+) -> ChannelAssessment {
+    let default_state = ChannelState::default();
+    let state = state.unwrap_or(&default_state);
+    let prior = model.channel(channel);
+    let ev = state.evidence.at(now, model.half_life_ms());
+    let failures = model.hard_fail_weight * ev.hard_fails
+        + model.soft_fail_weight * ev.soft_fails
+        + model.unconfirmed_weight * ev.unconfirmed;
+    let amount = ev.delivered + failures;
+    let alpha = prior.prior_mean * prior.prior_strength;
+    let beta = (1.0 - prior.prior_mean) * prior.prior_strength;
+    let posterior = (alpha + ev.delivered) / (alpha + beta + amount);
+
+    let streak = state.hard_fails.streak();
+    let suppressed = suppression(&state.consent, streak, model.suppress_after_hard_fails);
+    let no_permission = channel == Channel::Push
+        && model.push_requires_permission
+        && state.consent.last_permission.is_none();
+    let eligible = suppressed.is_none() && !no_permission;
+    let score = if eligible { posterior } else { 0.0 };
+
+    let mut reasons = Vec::new();
+    reasons.push(evidence_reason(
+        &ev,
+        amount,
+        failures,
+        posterior,
+        prior.prior_mean,
+        model,
+    ));
+    if let Some(counts) = counts_reason(state) {
+        reasons.push(counts);
+    }
+    match (&suppressed, streak.since) {
+        (Some(s), _) => reasons.push(format!("suppressed: {s}")),
+        (None, Some(since)) if streak.count > 0 => reasons.push(format!(
+            "{} consecutive hard bounce{} since {since} (suppression at {})",
+            streak.count,
+            plural(streak.count),
+            model.suppress_after_hard_fails
+        )),
+        _ => {}
+    }
+    if no_permission {
+        reasons.push("no push permission on record (no opt-in, delivery or engagement)".into());
+    }
+    let side = &state.sender_side;
+    if side.blocked_compliance + side.sender_error > 0 {
+        reasons.push(format!(
+            "{} compliance block{} and {} sender error{} not counted against the contact",
+            side.blocked_compliance,
+            plural(side.blocked_compliance),
+            side.sender_error,
+            plural(side.sender_error)
+        ));
+    }
+
+    let engagement_alpha = model.engagement_prior_mean * model.engagement_prior_strength;
+    let engagement = (engagement_alpha + ev.engaged)
+        / (model.engagement_prior_strength + ev.delivered.max(ev.engaged));
+
+    ChannelAssessment {
+        channel,
+        score,
+        weighted: score * prior.weight,
+        eligible,
+        confidence: amount / (amount + model.confidence_half_evidence),
+        opted_out: state.consent.opted_out().is_some(),
+        suppression: suppressed,
+        consecutive_hard_fails: streak.count,
+        engagement,
+        last_event: state.last_event,
+        reasons,
+    }
+}
+
+fn evidence_reason(
+    ev: &Evidence,
+    amount: f64,
+    failures: f64,
+    posterior: f64,
+    prior_mean: f64,
+    model: &ScoringModel,
+) -> String {
+    if amount == 0.0 {
+        return format!("no history: prior {prior_mean:.2}");
+    }
+    format!(
+        "posterior {posterior:.2} from {:.2} delivered vs {failures:.2} failed (decayed, half-life {}) on prior {prior_mean:.2}",
+        ev.delivered,
+        humantime::format_duration(model.half_life)
+    )
+}
+
+fn counts_reason(state: &ChannelState) -> Option<String> {
+    let c = &state.counts;
+    let parts: Vec<String> = [
+        (c.delivered, "delivered"),
+        (c.bounced_hard, "hard bounced"),
+        (c.pending_retry, "soft failed"),
+        (c.unconfirmed, "unconfirmed"),
+        (c.sent, "sent without a final receipt counted"),
+        (c.opened + c.clicked + c.replied, "engagement events"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    (!parts.is_empty()).then(|| format!("events: {}", parts.join(", ")))
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Ranks the `allowed` channels (all if empty) and picks the best eligible one.
+pub fn best_channel(reach: Reachability, allowed: &[Channel], model: &ScoringModel) -> BestChannel {
+    let mut ranked: Vec<ChannelAssessment> = reach
+        .channels
+        .into_iter()
+        .filter(|a| allowed.is_empty() || allowed.contains(&a.channel))
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.eligible
+            .cmp(&a.eligible)
+            .then(b.weighted.total_cmp(&a.weighted))
+            .then(
+                model
+                    .order_rank(a.channel)
+                    .cmp(&model.order_rank(b.channel)),
+            )
+    });
+    let eligible = ranked.iter().filter(|a| a.eligible).count();
+    let Some(best) = ranked.first().filter(|a| a.eligible) else {
+        let why: Vec<String> = ranked
+            .iter()
+            .map(|a| format!("{}: {}", a.channel, ineligible_reason(a)))
+            .collect();
+        return BestChannel {
+            channel: None,
+            reason: format!("no eligible channel: {}", why.join("; ")),
+            ranked,
+        };
+    };
+    let reason = format!(
+        "{}: highest weighted score {:.3} (score {:.3}, weight {:.2}) of {eligible} eligible channel{}",
+        best.channel,
+        best.weighted,
+        best.score,
+        model.channel(best.channel).weight,
+        plural(eligible as u32)
+    );
+    BestChannel {
+        channel: Some(best.channel),
+        reason,
+        ranked,
+    }
+}
+
+fn ineligible_reason(a: &ChannelAssessment) -> String {
+    match &a.suppression {
+        Some(s) => s.to_string(),
+        None => "no push permission on record".into(),
+    }
+}

@@ -1,0 +1,8 @@
+//! The gRPC transport: `reachability.v1` handlers, health and reflection.
+
+mod convert;
+mod service;
+mod status;
+
+pub use convert::{millis_from, timestamp};
+pub use service::ReachabilityApi;

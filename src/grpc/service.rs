@@ -1,0 +1,201 @@
+//! `reachability.v1.ReachabilityService` handlers: convert, call the engine,
+//! convert back. No business logic lives here.
+
+use std::sync::{Arc, OnceLock};
+
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{
+    domain::{InvalidField, Millis},
+    engine::{Engine, Valid},
+    error::Error,
+    grpc::convert,
+    proto::{self, reachability_service_server::ReachabilityService},
+    storage::{Store, Tenant},
+};
+
+/// Events a bulk stream buffers before applying them and sharing one flush.
+const BULK_CHUNK: usize = 1024;
+/// Rejected events reported in detail per bulk stream (all are counted).
+const MAX_REPORTED_ERRORS: usize = 100;
+
+/// The gRPC face of the engine. The engine slot is filled once the store is
+/// open; until then every call is UNAVAILABLE.
+pub struct ReachabilityApi<S> {
+    engine: Arc<OnceLock<Engine<S>>>,
+}
+
+impl<S> ReachabilityApi<S> {
+    pub fn new(engine: Arc<OnceLock<Engine<S>>>) -> Self {
+        ReachabilityApi { engine }
+    }
+}
+
+impl<S: Store> ReachabilityApi<S> {
+    fn engine(&self) -> Result<&Engine<S>, Status> {
+        self.engine.get().ok_or_else(|| Error::NotReady.into())
+    }
+
+    /// The caller's tenant; every call is the default tenant until
+    /// authentication maps tokens to tenants.
+    fn tenant<T>(&self, _request: &Request<T>) -> Tenant {
+        let tenant = Tenant::default();
+        tracing::Span::current().record("tenant", tenant.as_str());
+        tenant
+    }
+}
+
+fn invalid(field: InvalidField) -> Status {
+    Error::InvalidArgument(field).into()
+}
+
+fn as_of(ts: Option<prost_types::Timestamp>) -> Result<Option<Millis>, Status> {
+    ts.map(|ts| convert::millis_from("as_of", &ts))
+        .transpose()
+        .map_err(invalid)
+}
+
+fn valid_event<S: Store>(
+    engine: &Engine<S>,
+    event: Option<proto::ChannelEvent>,
+    now: Millis,
+) -> Result<Valid, InvalidField> {
+    let event = event.ok_or_else(|| InvalidField::new("event", "is required"))?;
+    convert::event_from(event)
+        .and_then(|e| engine.validate(e, now))
+        .map_err(|f| f.within("event"))
+}
+
+#[tonic::async_trait]
+impl<S: Store> ReachabilityService for ReachabilityApi<S> {
+    async fn record_event(
+        &self,
+        request: Request<proto::RecordEventRequest>,
+    ) -> Result<Response<proto::RecordEventResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let event =
+            valid_event(engine, request.into_inner().event, Millis::now()).map_err(invalid)?;
+        let duplicate = engine.record(&tenant, &event).await?;
+        Ok(Response::new(proto::RecordEventResponse {
+            duplicate,
+            event_id: event.event().event_id.clone(),
+        }))
+    }
+
+    async fn record_events(
+        &self,
+        request: Request<Streaming<proto::RecordEventRequest>>,
+    ) -> Result<Response<proto::RecordEventsResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let mut stream = request.into_inner();
+        let mut reply = proto::RecordEventsResponse::default();
+        let mut chunk = Vec::with_capacity(BULK_CHUNK);
+        let mut index = 0u64;
+        while let Some(message) = stream.message().await? {
+            let event_id = message
+                .event
+                .as_ref()
+                .map(|e| e.event_id.clone())
+                .unwrap_or_default();
+            match valid_event(engine, message.event, Millis::now()) {
+                Ok(event) => chunk.push(event),
+                Err(field) => {
+                    reply.rejected += 1;
+                    if reply.errors.len() < MAX_REPORTED_ERRORS {
+                        reply.errors.push(proto::EventError {
+                            index,
+                            event_id,
+                            field: field.field,
+                            message: field.reason,
+                        });
+                    }
+                }
+            }
+            index += 1;
+            if chunk.len() >= BULK_CHUNK {
+                let outcome = engine.record_batch(&tenant, &chunk).await?;
+                reply.accepted += outcome.accepted;
+                reply.duplicates += outcome.duplicates;
+                chunk.clear();
+            }
+        }
+        if !chunk.is_empty() {
+            let outcome = engine.record_batch(&tenant, &chunk).await?;
+            reply.accepted += outcome.accepted;
+            reply.duplicates += outcome.duplicates;
+        }
+        Ok(Response::new(reply))
+    }
+
+    async fn get_reachability(
+        &self,
+        request: Request<proto::GetReachabilityRequest>,
+    ) -> Result<Response<proto::GetReachabilityResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let req = request.into_inner();
+        let reach = engine
+            .reachability(&tenant, &req.contact_id, as_of(req.as_of)?)
+            .await?;
+        Ok(Response::new(convert::reachability(req.contact_id, reach)))
+    }
+
+    async fn get_best_channel(
+        &self,
+        request: Request<proto::GetBestChannelRequest>,
+    ) -> Result<Response<proto::GetBestChannelResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let req = request.into_inner();
+        let allowed = req
+            .allowed_channels
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| convert::channel_from(&format!("allowed_channels[{i}]"), c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        let best = engine
+            .best_channel(&tenant, &req.contact_id, &allowed, as_of(req.as_of)?)
+            .await?;
+        Ok(Response::new(proto::GetBestChannelResponse {
+            contact_id: req.contact_id,
+            channel: best
+                .channel
+                .map_or(proto::Channel::Unspecified, convert::channel_to)
+                .into(),
+            ranked: best
+                .ranked
+                .into_iter()
+                .map(convert::channel_score)
+                .collect(),
+            reason: best.reason,
+        }))
+    }
+
+    async fn get_contact_profile(
+        &self,
+        request: Request<proto::GetContactProfileRequest>,
+    ) -> Result<Response<proto::GetContactProfileResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let contact_id = request.into_inner().contact_id;
+        let (version, profile) = engine.profile(&tenant, &contact_id).await?;
+        Ok(Response::new(convert::profile(
+            contact_id, version, &profile,
+        )))
+    }
+
+    async fn delete_contact(
+        &self,
+        request: Request<proto::DeleteContactRequest>,
+    ) -> Result<Response<proto::DeleteContactResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let existed = engine
+            .delete_contact(&tenant, &request.into_inner().contact_id)
+            .await?;
+        Ok(Response::new(proto::DeleteContactResponse { existed }))
+    }
+}

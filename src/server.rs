@@ -1,0 +1,158 @@
+//! Assembles and runs the gRPC server: health and reflection first, the
+//! store opened in the background (health NOT_SERVING until it is), and a
+//! graceful shutdown that drains calls and flushes the store.
+
+use std::{
+    future::Future,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use anyhow::Context;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    config::Config,
+    domain::Millis,
+    engine::Engine,
+    grpc::ReachabilityApi,
+    proto::{self, reachability_service_server::ReachabilityServiceServer},
+    storage::{SledStore, Store},
+};
+
+type Api = ReachabilityServiceServer<ReachabilityApi<SledStore>>;
+
+/// Serves on `listener` until `shutdown` resolves, then drains in-flight calls
+/// (for at most `config.shutdown_grace`) and flushes the store.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::NotServing).await;
+
+    let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("building reflection v1alpha")?;
+
+    let slot = Arc::new(OnceLock::new());
+    let api = ReachabilityServiceServer::new(ReachabilityApi::new(slot.clone()));
+    let (failed_tx, failed_rx) = oneshot::channel();
+    let opener = tokio::spawn(open_store(
+        config.clone(),
+        slot.clone(),
+        health.clone(),
+        failed_tx,
+    ));
+
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let server = Server::builder()
+        .trace_fn(|request| {
+            tracing::info_span!("rpc", method = %request.uri().path(), tenant = tracing::field::Empty)
+        })
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(api)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    tokio::pin!(server);
+
+    let open_error = tokio::select! {
+        result = &mut server => {
+            result.context("grpc server failed")?;
+            None
+        }
+        _ = shutdown => None,
+        Ok(error) = failed_rx => Some(error),
+    };
+    tracing::info!("shutting down: draining in-flight calls");
+    set_health(&health, ServingStatus::NotServing).await;
+    let _ = stop_tx.send(());
+    if tokio::time::timeout(config.shutdown_grace, &mut server)
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?config.shutdown_grace, "calls still running after the grace period, dropping them");
+    }
+    if let Ok(Some(maintenance)) = opener.await {
+        maintenance.abort();
+    }
+    if let Some(error) = open_error {
+        return Err(error);
+    }
+    if let Some(engine) = slot.get() {
+        engine.store().close().await.context("flushing the store")?;
+        tracing::info!("store flushed, bye");
+    }
+    Ok(())
+}
+
+/// Reflection serves our descriptors, the health service's and the
+/// google.rpc error details (so grpcurl can print field violations); both
+/// v1 and v1alpha are registered because grpcurl 1.8 speaks only v1alpha.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    health
+        .set_service_status(<Api as tonic::server::NamedService>::NAME, status)
+        .await;
+}
+
+/// Opens the store off the runtime, fills the engine slot and turns health to
+/// SERVING. Returns the background maintenance task, if the store opened.
+async fn open_store(
+    config: Config,
+    slot: Arc<OnceLock<Engine<SledStore>>>,
+    health: HealthReporter,
+    failed: oneshot::Sender<anyhow::Error>,
+) -> Option<JoinHandle<()>> {
+    let dir = config.data_dir.clone();
+    let store_config = config.store.clone();
+    let opened = tokio::task::spawn_blocking(move || SledStore::open(&dir, &store_config)).await;
+    let store = match opened {
+        Ok(Ok(store)) => Arc::new(store),
+        Ok(Err(e)) => {
+            let _ = failed.send(
+                anyhow::Error::new(e)
+                    .context(format!("opening store in {}", config.data_dir.display())),
+            );
+            return None;
+        }
+        Err(e) => {
+            let _ = failed.send(anyhow::anyhow!("store opener panicked: {e}"));
+            return None;
+        }
+    };
+    let engine = Engine::new(store.clone(), config.scoring.clone(), config.limits.clone());
+    if slot.set(engine).is_err() {
+        return None;
+    }
+    set_health(&health, ServingStatus::Serving).await;
+    tracing::info!(data_dir = %config.data_dir.display(), "store open, serving");
+    Some(tokio::spawn(maintain(store, config.maintenance_interval)))
+}
+
+async fn maintain<S: Store>(store: Arc<S>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        match store.expire_markers(Millis::now()).await {
+            Ok(0) => {}
+            Ok(dropped) => tracing::info!(generations = dropped, "expired dedupe markers"),
+            Err(e) => tracing::warn!(error = %e, "dedupe expiry failed"),
+        }
+    }
+}

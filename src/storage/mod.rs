@@ -1,0 +1,107 @@
+//! Durable state behind one trait, so that an embedded engine (sled, the
+//! default) and a networked one can serve the same service.
+//!
+//! The trait is shaped for optimistic concurrency over a network: read a
+//! record with its version, compute the new state in the caller, then
+//! compare-and-swap it together with put-if-absent dedupe markers in one
+//! atomic step. Nothing here knows about scoring or gRPC.
+
+pub mod codec;
+mod group_commit;
+mod keys;
+mod marker_generations;
+mod sled_store;
+
+use std::future::Future;
+
+pub use keys::{ContactKey, DedupeKey, Tenant};
+pub use sled_store::{SledConfig, SledStore};
+
+use crate::domain::Millis;
+
+/// Store-assigned version of a record, changed by every write.
+pub type Version = u32;
+
+/// A stored record: opaque bytes and the version to compare-and-swap against.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub version: Version,
+    pub bytes: Vec<u8>,
+}
+
+/// A contact's record and which of the asked-for dedupe markers exist.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub record: Option<Record>,
+    /// One flag per marker asked for, in order.
+    pub seen: Vec<bool>,
+}
+
+/// Outcome of a compare-and-swap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commit {
+    Applied(Version),
+    /// The record changed or a marker appeared since it was read: nothing was
+    /// written; read again and retry.
+    Conflict,
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine cannot serve the request now (I/O error, disk full, node
+    /// down); retrying later may succeed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record no longer decodes.
+    #[error("stored record of contact {contact:?} is corrupt: {reason}")]
+    Corrupt { contact: String, reason: String },
+    /// A bug or an unsupported operation in the engine.
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+/// Durable per-contact records and dedupe markers.
+pub trait Store: Send + Sync + 'static {
+    /// Reads a contact's record and checks which `markers` exist. `now`
+    /// decides which marker generations are still live.
+    fn load(
+        &self,
+        key: &ContactKey,
+        markers: &[DedupeKey],
+        now: Millis,
+    ) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
+
+    /// Reads a contact's record.
+    fn get(
+        &self,
+        key: &ContactKey,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+
+    /// Atomically: if the record is still at `expected` (`None`: absent) and
+    /// none of `markers` exists, writes `value` and puts every marker;
+    /// otherwise writes nothing and returns [`Commit::Conflict`].
+    fn commit(
+        &self,
+        key: &ContactKey,
+        expected: Option<Version>,
+        value: &[u8],
+        markers: &[DedupeKey],
+        now: Millis,
+    ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
+
+    /// Removes a contact's record (markers stay). Returns whether it existed.
+    fn delete(&self, key: &ContactKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Resolves once every write completed before the call is durable.
+    /// Concurrent callers share one flush.
+    fn sync(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Drops dedupe markers older than the dedupe window, in bulk. Returns how
+    /// many marker generations were dropped.
+    fn expire_markers(&self, now: Millis)
+    -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Flushes everything; called once at shutdown.
+    fn close(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
