@@ -1,0 +1,319 @@
+//! Test harness: a real reach server on an ephemeral port with a temporary
+//! data directory, in-process ([`TestServer`]) or as the real binary
+//! ([`ProcessServer`], for SIGKILL and SIGTERM tests), plus event builders.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use prost_types::Timestamp;
+use reach::{
+    config::Config,
+    proto::{self, reachability_service_client::ReachabilityServiceClient},
+};
+use tempfile::TempDir;
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+pub type Client = ReachabilityServiceClient<Channel>;
+
+pub const DAY_MS: i64 = 86_400_000;
+
+/// A server running inside the test process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub config: Config,
+    dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the default config adjusted by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        Self::start_in(dir, config).await
+    }
+
+    async fn start_in(dir: TempDir, config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(reach::server::serve(config.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        wait_serving(addr).await;
+        TestServer {
+            addr,
+            config,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(self.addr).await
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// Graceful shutdown (as on SIGTERM); returns the server's result.
+    pub async fn shutdown(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+
+    /// Shuts down gracefully and starts again on the same data directory.
+    pub async fn restart(mut self) -> Self {
+        self.shutdown().await.expect("clean shutdown");
+        let config = self.config.clone();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Self::start_in(dir, config).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The real `reach` binary in a child process.
+pub struct ProcessServer {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    child: Child,
+}
+
+impl ProcessServer {
+    pub async fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_reach"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn reach");
+        let stdout = child.stdout.take().unwrap();
+        let addr = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout)
+                .read_line(&mut line)
+                .expect("read stdout");
+            line.trim()
+                .strip_prefix("reach listening on ")
+                .expect("listening line")
+                .parse()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        wait_serving(addr).await;
+        ProcessServer {
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            child,
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(self.addr).await
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then waits for the exit code.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for ProcessServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn connect(addr: SocketAddr) -> Client {
+    ReachabilityServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect")
+}
+
+/// Waits on the health Watch stream until the server reports SERVING.
+pub async fn wait_serving(addr: SocketAddr) {
+    let wait = async {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect");
+        let mut health = HealthClient::new(channel);
+        let mut updates = health
+            .watch(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("watch health")
+            .into_inner();
+        while let Some(update) = updates.message().await.expect("health stream") {
+            if update.status == ServingStatus::Serving as i32 {
+                return;
+            }
+        }
+        panic!("health stream ended before SERVING");
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .expect("server became SERVING");
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub fn ts(ms: i64) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+pub fn event(
+    id: &str,
+    contact: &str,
+    channel: proto::Channel,
+    status: proto::Status,
+    at_ms: i64,
+) -> proto::ChannelEvent {
+    proto::ChannelEvent {
+        event_id: id.into(),
+        contact_id: contact.into(),
+        channel: channel as i32,
+        status: status as i32,
+        occurred_at: Some(ts(at_ms)),
+        ..Default::default()
+    }
+}
+
+pub fn request(e: proto::ChannelEvent) -> proto::RecordEventRequest {
+    proto::RecordEventRequest { event: Some(e) }
+}
+
+/// Records one event and returns whether it was a duplicate.
+pub async fn record(client: &mut Client, e: proto::ChannelEvent) -> bool {
+    client
+        .record_event(request(e))
+        .await
+        .expect("record_event")
+        .into_inner()
+        .duplicate
+}
+
+pub async fn reachability(
+    client: &mut Client,
+    contact: &str,
+    as_of_ms: Option<i64>,
+) -> proto::GetReachabilityResponse {
+    client
+        .get_reachability(proto::GetReachabilityRequest {
+            contact_id: contact.into(),
+            as_of: as_of_ms.map(ts),
+        })
+        .await
+        .expect("get_reachability")
+        .into_inner()
+}
+
+pub async fn best(
+    client: &mut Client,
+    contact: &str,
+    allowed: &[proto::Channel],
+) -> proto::GetBestChannelResponse {
+    client
+        .get_best_channel(proto::GetBestChannelRequest {
+            contact_id: contact.into(),
+            allowed_channels: allowed.iter().map(|&c| c as i32).collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("get_best_channel")
+        .into_inner()
+}
+
+pub async fn profile(client: &mut Client, contact: &str) -> proto::GetContactProfileResponse {
+    client
+        .get_contact_profile(proto::GetContactProfileRequest {
+            contact_id: contact.into(),
+        })
+        .await
+        .expect("get_contact_profile")
+        .into_inner()
+}
+
+/// The score entry of `channel` in a reachability answer.
+pub fn channel_score(
+    r: &proto::GetReachabilityResponse,
+    channel: proto::Channel,
+) -> proto::ChannelScore {
+    r.channels
+        .iter()
+        .find(|c| c.channel == channel as i32)
+        .cloned()
+        .expect("channel present")
+}
+
+/// The stored counts of `channel` in a profile (all zero if absent).
+pub fn counts(
+    p: &proto::GetContactProfileResponse,
+    channel: proto::Channel,
+) -> proto::StatusCounts {
+    p.channels
+        .iter()
+        .find(|c| c.channel == channel as i32)
+        .and_then(|c| c.counts.clone())
+        .unwrap_or_default()
+}
