@@ -314,6 +314,6 @@ pub fn counts(
     p.channels
         .iter()
         .find(|c| c.channel == channel as i32)
-        .and_then(|c| c.counts.clone())
+        .and_then(|c| c.counts)
         .unwrap_or_default()
 }
