@@ -28,6 +28,9 @@ pub struct Cli {
 enum Command {
     /// Run the gRPC server on the embedded store.
     Serve(ServeArgs),
+    /// Load harness and data generator (see docs/performance.md).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 #[derive(Args, Debug)]
@@ -50,6 +53,7 @@ impl Cli {
     pub fn run(self) -> ExitCode {
         match self.command {
             Command::Serve(args) => serve(args),
+            Command::Bench(command) => bench(command),
         }
     }
 }
@@ -71,6 +75,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     telemetry::init(config.log_format);
+    block_on(run_server(config))
+}
+
+/// Runs `work` on a multi-threaded runtime; an error is reported and exits 1.
+fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -78,14 +87,19 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_server(config)) {
+    match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "server failed");
+            tracing::error!(error = format!("{e:#}"), "failed");
             eprintln!("reach: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn bench(command: crate::bench::BenchCommand) -> ExitCode {
+    telemetry::init(crate::config::LogFormat::Plain);
+    block_on(crate::bench::main(command))
 }
 
 async fn run_server(config: Config) -> anyhow::Result<()> {

@@ -8,10 +8,16 @@ pub mod proto {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("reachability.v1");
 
+    /// The echo baseline of `reach bench` (not served by `reach serve`).
+    pub mod bench {
+        tonic::include_proto!("reachbench.v1");
+    }
+
     /// Encoded descriptor set of `proto/`, served by reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("reachability_descriptor");
 }
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;

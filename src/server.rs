@@ -10,8 +10,7 @@ use std::{
 
 use anyhow::Context;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
@@ -59,7 +58,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(api)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(incoming(listener), async {
             let _ = stop_rx.await;
         });
     tokio::pin!(server);
@@ -92,6 +91,12 @@ pub async fn serve(
         tracing::info!("store flushed, bye");
     }
     Ok(())
+}
+
+/// Accepted connections with Nagle off: gRPC writes small frames and waits
+/// for answers, the worst case for Nagle plus delayed ACKs (40 ms stalls).
+pub fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Reflection serves our descriptors, the health service's and the

@@ -7,7 +7,7 @@
 //! atomic step. Nothing here knows about scoring or gRPC.
 
 pub mod codec;
-mod group_commit;
+pub(crate) mod group_commit;
 mod keys;
 mod marker_generations;
 mod sled_store;

@@ -1,0 +1,118 @@
+//! Servers under test run as child processes of the bench, so that their
+//! memory can be read from /proc and the client shares the machine with them
+//! exactly as a real client would.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+pub struct ServerProcess {
+    pub addr: String,
+    /// From spawn until the health service said SERVING (or the port answered).
+    pub ready_in: Duration,
+    child: std::process::Child,
+}
+
+impl ServerProcess {
+    /// `reach serve` on `data_dir`, with an ephemeral port.
+    pub async fn reach(data_dir: &Path) -> anyhow::Result<Self> {
+        let dir = data_dir.to_str().context("data dir is not UTF-8")?;
+        Self::spawn(
+            &["serve", "--listen", "127.0.0.1:0", "--data-dir", dir],
+            true,
+        )
+        .await
+    }
+
+    /// The echo baseline server.
+    pub async fn echo() -> anyhow::Result<Self> {
+        Self::spawn(&["bench", "echo-server", "--listen", "127.0.0.1:0"], false).await
+    }
+
+    async fn spawn(args: &[&str], wait_health: bool) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning the server")?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        })
+        .await??;
+        let addr = line
+            .trim()
+            .strip_prefix("reach listening on ")
+            .with_context(|| format!("unexpected first line from server: {line:?}"))?
+            .to_string();
+        if wait_health {
+            wait_serving(&addr).await?;
+        }
+        Ok(ServerProcess {
+            addr,
+            ready_in: started.elapsed(),
+            child,
+        })
+    }
+
+    /// Peak resident set size so far (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        proc_status_kib(self.child.id(), "VmHWM:").map(|kib| kib * 1024)
+    }
+
+    /// Graceful stop (SIGTERM), waiting for the exit.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_serving(addr: &str) -> anyhow::Result<()> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let mut health = HealthClient::new(channel);
+    let mut updates = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner();
+    while let Some(update) = updates.message().await? {
+        if update.status == ServingStatus::Serving as i32 {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("server closed the health stream before SERVING")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}

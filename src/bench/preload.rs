@@ -1,0 +1,161 @@
+//! The data generator: N contacts with realistic histories, written straight
+//! into a store directory (the server is not running), so that reads hit a
+//! store of real size. Seeded: the same spec gives the same store.
+
+use std::{path::Path, time::Instant};
+
+use fastrand::Rng;
+
+use crate::{
+    domain::{
+        Channel, ChannelEvent, ContactProfile, Millis, ScoringModel, Status, event::EventMetadata,
+    },
+    storage::{ContactKey, DedupeKey, SledConfig, SledStore, Tenant, codec},
+};
+
+const DAY_MS: i64 = 86_400_000;
+/// Histories span this many days back from now.
+const HISTORY_DAYS: i64 = 180;
+/// Events younger than this get dedupe markers, as live ingestion would leave.
+const MARKER_DAYS: i64 = 30;
+const BATCH: usize = 5_000;
+
+/// What a preload wrote.
+#[derive(Clone, Debug)]
+pub struct Preloaded {
+    pub contacts: u64,
+    pub events: u64,
+    pub markers: u64,
+    /// Mean encoded profile size (what a raw insert of "a profile" writes).
+    pub record_bytes_mean: u64,
+    pub bytes_on_disk: u64,
+    pub seconds: f64,
+}
+
+pub fn contact_id(i: u64) -> String {
+    format!("contact-{i:08}")
+}
+
+/// Channel mix and status mix of a typical marketing contact base.
+fn history(rng: &mut Rng, now: Millis, events_mean: u32) -> Vec<(Channel, Status, Millis)> {
+    let mut channels: Vec<Channel> = [
+        (Channel::Email, 90),
+        (Channel::Sms, 70),
+        (Channel::Push, 40),
+        (Channel::Voice, 15),
+    ]
+    .into_iter()
+    .filter(|&(_, pct)| rng.u32(0..100) < pct)
+    .map(|(c, _)| c)
+    .collect();
+    if channels.is_empty() {
+        channels.push(Channel::Email);
+    }
+    let troubled = rng.u32(0..100) < 5;
+    let n = rng.u32(events_mean / 4..=events_mean * 7 / 4).max(1);
+    (0..n)
+        .map(|_| {
+            let channel = channels[rng.usize(0..channels.len())];
+            let at = Millis(now.0 - rng.i64(0..HISTORY_DAYS * DAY_MS));
+            (channel, status(rng, channel, troubled), at)
+        })
+        .collect()
+}
+
+fn status(rng: &mut Rng, channel: Channel, troubled: bool) -> Status {
+    if troubled && rng.u32(0..100) < 40 {
+        return Status::BouncedHard;
+    }
+    let engagement_ok = matches!(channel, Channel::Email | Channel::Push);
+    match rng.u32(0..1000) {
+        0..700 => Status::Delivered,
+        700..780 => Status::Sent,
+        780..830 => Status::PendingRetry,
+        830..860 => Status::Unconfirmed,
+        860..880 => Status::BouncedHard,
+        880..950 if engagement_ok => Status::Opened,
+        950..970 if engagement_ok => Status::Clicked,
+        970..980 => Status::BlockedCompliance,
+        980..985 => Status::SenderError,
+        985..990 => Status::OptOut,
+        990..992 => Status::Complaint,
+        992..1000 => Status::OptIn,
+        _ => Status::Delivered,
+    }
+}
+
+/// Writes `contacts` contacts with about `events_mean` events each into `dir`.
+pub fn preload(
+    dir: &Path,
+    contacts: u64,
+    events_mean: u32,
+    seed: u64,
+) -> anyhow::Result<Preloaded> {
+    let started = Instant::now();
+    let store = SledStore::open(dir, &SledConfig::default())?;
+    let model = ScoringModel::default();
+    let tenant = Tenant::default();
+    let now = Millis::now();
+    let mut rng = Rng::with_seed(seed);
+    let (mut events, mut marker_count, mut record_bytes) = (0u64, 0u64, 0u64);
+    let mut records = Vec::with_capacity(BATCH);
+    let mut markers = Vec::with_capacity(BATCH * 4);
+    for i in 0..contacts {
+        let key = ContactKey::new(&tenant, &contact_id(i));
+        let mut profile = ContactProfile::default();
+        for (j, (channel, status, at)) in
+            history(&mut rng, now, events_mean).into_iter().enumerate()
+        {
+            let event = ChannelEvent {
+                event_id: format!("pre-{j}"),
+                contact_id: key.contact_id.clone(),
+                channel,
+                status,
+                occurred_at: at,
+                sent_at: None,
+                metadata: EventMetadata::default(),
+            };
+            profile.apply(&event, &model);
+            events += 1;
+            if now.0 - at.0 < MARKER_DAYS * DAY_MS {
+                markers.push(DedupeKey::new(&key, &event.event_id));
+            }
+        }
+        let encoded = codec::encode_profile(&profile);
+        record_bytes += encoded.len() as u64;
+        records.push((key, encoded));
+        if records.len() == BATCH {
+            marker_count += markers.len() as u64;
+            store.bulk_insert(&records, &markers, now)?;
+            records.clear();
+            markers.clear();
+        }
+    }
+    marker_count += markers.len() as u64;
+    store.bulk_insert(&records, &markers, now)?;
+    store.flush_blocking()?;
+    drop(store);
+    Ok(Preloaded {
+        contacts,
+        events,
+        markers: marker_count,
+        record_bytes_mean: record_bytes / contacts.max(1),
+        bytes_on_disk: dir_size(dir)?,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Bytes of all files under `dir`.
+pub fn dir_size(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
