@@ -81,7 +81,10 @@ pub async fn serve(
         tracing::warn!(grace = ?config.shutdown_grace, "calls still running after the grace period, dropping them");
     }
     if let Ok(Some(maintenance)) = opener.await {
+        // Awaited, not just aborted: the task holds the store, which must be
+        // closed (and its file lock released) when `serve` returns.
         maintenance.abort();
+        let _ = maintenance.await;
     }
     if let Some(error) = open_error {
         return Err(error);

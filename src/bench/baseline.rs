@@ -10,7 +10,7 @@ use crate::{
         Channel, ChannelEvent, ContactProfile, Millis, ScoringModel, Status, event::EventMetadata,
     },
     storage::{
-        ContactKey, DedupeKey, SledConfig, SledStore, Store, Tenant, codec,
+        Commit, CommitOp, ContactKey, DedupeKey, SledConfig, SledStore, Store, Tenant, codec,
         group_commit::GroupCommit,
     },
 };
@@ -66,15 +66,23 @@ pub async fn marker_footprint(dir: &Path, markers: u64) -> anyhow::Result<Marker
     let before = store.size_on_disk()?;
     let key = ContactKey::new(&Tenant::default(), "marker-bench");
     let mut batch = Vec::with_capacity(10_000);
+    let mut version = None;
     for i in 0..markers {
         batch.push(DedupeKey::new(&key, &format!("event-{i}")));
-        if batch.len() == 10_000 {
-            store.bulk_insert(&[], &batch, now)?;
-            batch.clear();
+        if batch.len() == 10_000 || i + 1 == markers {
+            let op = CommitOp {
+                key: key.clone(),
+                expected: version,
+                value: Vec::new(),
+                markers: std::mem::take(&mut batch),
+            };
+            match store.commit_many(vec![op], now).await?[..] {
+                [Commit::Applied(v)] => version = Some(v),
+                _ => anyhow::bail!("marker bench commit conflicted"),
+            }
         }
     }
-    store.bulk_insert(&[], &batch, now)?;
-    store.flush_blocking()?;
+    store.sync().await?;
     let after = store.size_on_disk()?;
     let started = Instant::now();
     let later = now.saturating_add(config.dedupe_window * 2);

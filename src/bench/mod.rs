@@ -139,10 +139,7 @@ pub async fn main(command: BenchCommand) -> anyhow::Result<()> {
             events_per_contact,
             seed,
         } => {
-            let p = tokio::task::spawn_blocking(move || {
-                preload::preload(&data_dir, contacts, events_per_contact, seed)
-            })
-            .await??;
+            let p = preload::preload(&data_dir, contacts, events_per_contact, seed).await?;
             println!(
                 "preloaded {} contacts, {} events, {} markers: {:.1} MiB on disk ({:.0} B/contact) in {:.1}s",
                 p.contacts,

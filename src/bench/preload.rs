@@ -10,7 +10,7 @@ use crate::{
     domain::{
         Channel, ChannelEvent, ContactProfile, Millis, ScoringModel, Status, event::EventMetadata,
     },
-    storage::{ContactKey, DedupeKey, SledConfig, SledStore, Tenant, codec},
+    storage::{CommitOp, ContactKey, DedupeKey, SledConfig, SledStore, Store, Tenant, codec},
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -18,7 +18,7 @@ const DAY_MS: i64 = 86_400_000;
 const HISTORY_DAYS: i64 = 180;
 /// Events younger than this get dedupe markers, as live ingestion would leave.
 const MARKER_DAYS: i64 = 30;
-const BATCH: usize = 5_000;
+const BATCH: usize = 2_000;
 
 /// What a preload wrote.
 #[derive(Clone, Debug)]
@@ -85,7 +85,7 @@ fn status(rng: &mut Rng, channel: Channel, troubled: bool) -> Status {
 }
 
 /// Writes `contacts` contacts with about `events_mean` events each into `dir`.
-pub fn preload(
+pub async fn preload(
     dir: &Path,
     contacts: u64,
     events_mean: u32,
@@ -98,11 +98,11 @@ pub fn preload(
     let now = Millis::now();
     let mut rng = Rng::with_seed(seed);
     let (mut events, mut marker_count, mut record_bytes) = (0u64, 0u64, 0u64);
-    let mut records = Vec::with_capacity(BATCH);
-    let mut markers = Vec::with_capacity(BATCH * 4);
+    let mut ops = Vec::with_capacity(BATCH);
     for i in 0..contacts {
         let key = ContactKey::new(&tenant, &contact_id(i));
         let mut profile = ContactProfile::default();
+        let mut markers = Vec::new();
         for (j, (channel, status, at)) in
             history(&mut rng, now, events_mean).into_iter().enumerate()
         {
@@ -121,19 +121,21 @@ pub fn preload(
                 markers.push(DedupeKey::new(&key, &event.event_id));
             }
         }
-        let encoded = codec::encode_profile(&profile);
-        record_bytes += encoded.len() as u64;
-        records.push((key, encoded));
-        if records.len() == BATCH {
-            marker_count += markers.len() as u64;
-            store.bulk_insert(&records, &markers, now)?;
-            records.clear();
-            markers.clear();
+        let value = codec::encode_profile(&profile);
+        record_bytes += value.len() as u64;
+        marker_count += markers.len() as u64;
+        ops.push(CommitOp {
+            key,
+            expected: None,
+            value,
+            markers,
+        });
+        if ops.len() == BATCH {
+            store.commit_many(std::mem::take(&mut ops), now).await?;
         }
     }
-    marker_count += markers.len() as u64;
-    store.bulk_insert(&records, &markers, now)?;
-    store.flush_blocking()?;
+    store.commit_many(ops, now).await?;
+    store.sync().await?;
     drop(store);
     Ok(Preloaded {
         contacts,

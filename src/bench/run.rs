@@ -53,7 +53,7 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<Findings> {
     let echo_connections = Arc::new(connect(&echo.addr, spec.load.connections).await?);
 
     for &contacts in &spec.contacts {
-        let store = ensure_store(&spec.work_dir, contacts, spec.events_per_contact)?;
+        let store = ensure_store(&spec.work_dir, contacts, spec.events_per_contact).await?;
         findings.stores.push((
             contacts,
             store.bytes_on_disk,
@@ -142,7 +142,7 @@ fn store_dir(work_dir: &Path, contacts: u64) -> PathBuf {
 }
 
 /// Preloads the store of `contacts` contacts unless a complete one exists.
-fn ensure_store(
+async fn ensure_store(
     work_dir: &Path,
     contacts: u64,
     events_per_contact: u32,
@@ -168,7 +168,9 @@ fn ensure_store(
     }
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!("preloading {contacts} contacts into {}", dir.display());
-    let p = preload(&dir, contacts, events_per_contact, SEED).context("preloading")?;
+    let p = preload(&dir, contacts, events_per_contact, SEED)
+        .await
+        .context("preloading")?;
     std::fs::write(
         &stamp,
         format!(

@@ -1,7 +1,7 @@
-//! Recording events exactly once: validate, then per contact read the
-//! profile and the event's dedupe markers, apply the new events, and
-//! compare-and-swap the profile together with their markers. Replies wait for
-//! the group commit, so an acknowledged event survives a crash.
+//! Recording events exactly once: validate, group by contact, read each
+//! contact's profile and its events' dedupe markers, apply the new events,
+//! and compare-and-swap every profile together with its markers. Replies
+//! wait for the group commit, so an acknowledged event survives a crash.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -12,7 +12,9 @@ use crate::{
     domain::{ChannelEvent, ContactProfile, InvalidField, Millis},
     engine::{CAS_ATTEMPTS, Engine, decode},
     error::{Error, Result},
-    storage::{Commit, ContactKey, DedupeKey, Store, Tenant, codec},
+    storage::{
+        Commit, CommitOp, ContactKey, DedupeKey, LoadRequest, Snapshot, Store, Tenant, codec,
+    },
 };
 
 /// An event that passed validation; only [`Engine::validate`] makes one.
@@ -40,6 +42,29 @@ pub struct RejectedEvent {
     pub error: InvalidField,
 }
 
+/// The events of one contact within a call.
+struct Group<'a> {
+    key: ContactKey,
+    events: Vec<&'a Valid>,
+    markers: Vec<DedupeKey>,
+}
+
+impl<'a> Group<'a> {
+    fn new(key: ContactKey) -> Self {
+        Group {
+            key,
+            events: Vec::new(),
+            markers: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, event: &'a Valid) {
+        self.markers
+            .push(DedupeKey::new(&self.key, &event.0.event_id));
+        self.events.push(event);
+    }
+}
+
 impl<S: Store> Engine<S> {
     /// Checks an event against the configured limits at server time `now`.
     pub fn validate(&self, mut event: ChannelEvent, now: Millis) -> Result<Valid, InvalidField> {
@@ -49,85 +74,120 @@ impl<S: Store> Engine<S> {
 
     /// Records one validated event, durably. Returns true if it was a duplicate.
     pub async fn record(&self, tenant: &Tenant, event: &Valid) -> Result<bool> {
-        let now = Millis::now();
-        let duplicate = self.apply_to_contact(tenant, &[event], now).await?;
+        let mut group = Group::new(ContactKey::new(tenant, &event.0.contact_id));
+        group.push(event);
+        let duplicate = {
+            // Writers of one contact in this process take turns instead of
+            // conflicting in the store.
+            let _turn = self.locks.lock(&group.key).await;
+            self.apply(vec![group], Millis::now()).await?
+        };
         // Also for a duplicate: its first copy may still be waiting for its
         // flush, and "already recorded" must not be said before it is durable.
         self.store.sync().await?;
-        Ok(duplicate[0])
+        Ok(duplicate[0][0])
     }
 
-    /// Records validated events, durably, one compare-and-swap per contact.
+    /// Records validated events, durably: one read pass and one atomic
+    /// compare-and-swap per contact for the whole batch.
     pub async fn record_batch(&self, tenant: &Tenant, events: &[Valid]) -> Result<BatchOutcome> {
-        let now = Millis::now();
-        let mut by_contact: HashMap<&str, Vec<&Valid>> = HashMap::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut groups: Vec<Group> = Vec::new();
         for event in events {
-            by_contact
-                .entry(&event.0.contact_id)
-                .or_default()
-                .push(event);
+            let i = *index.entry(&event.0.contact_id).or_insert_with(|| {
+                groups.push(Group::new(ContactKey::new(tenant, &event.0.contact_id)));
+                groups.len() - 1
+            });
+            groups[i].push(event);
         }
+        let duplicates = self.apply(groups, Millis::now()).await?;
+        self.store.sync().await?;
         let mut outcome = BatchOutcome::default();
-        for group in by_contact.values() {
-            for duplicate in self.apply_to_contact(tenant, group, now).await? {
-                if duplicate {
-                    outcome.duplicates += 1;
-                } else {
-                    outcome.accepted += 1;
-                }
+        for duplicate in duplicates.into_iter().flatten() {
+            if duplicate {
+                outcome.duplicates += 1;
+            } else {
+                outcome.accepted += 1;
             }
         }
-        self.store.sync().await?;
         Ok(outcome)
     }
 
-    /// Applies `events` (all about one contact) that were not recorded before.
-    /// Returns, per event, whether it was a duplicate. Not yet durable.
-    async fn apply_to_contact(
-        &self,
-        tenant: &Tenant,
-        events: &[&Valid],
-        now: Millis,
-    ) -> Result<Vec<bool>> {
-        let key = ContactKey::new(tenant, &events[0].0.contact_id);
-        let markers: Vec<DedupeKey> = events
-            .iter()
-            .map(|e| DedupeKey::new(&key, &e.0.event_id))
-            .collect();
-        let _guard = self.locks.lock(&key).await;
+    /// Applies every group's events not recorded before; returns, per group
+    /// and event, whether it was a duplicate. Not yet durable.
+    async fn apply(&self, groups: Vec<Group<'_>>, now: Millis) -> Result<Vec<Vec<bool>>> {
+        let mut done: Vec<Option<Vec<bool>>> = vec![None; groups.len()];
+        let mut todo: Vec<usize> = (0..groups.len()).collect();
         for attempt in 0..CAS_ATTEMPTS {
-            let snapshot = self.store.load(&key, &markers, now).await?;
-            let mut profile = match &snapshot.record {
-                Some(record) => decode(&key, &record.bytes)?,
-                None => ContactProfile::default(),
-            };
-            let mut duplicate = snapshot.seen.clone();
-            let mut fresh = Vec::with_capacity(events.len());
-            let mut in_batch = HashSet::new();
-            for (i, event) in events.iter().enumerate() {
-                // A repeat inside the batch is a duplicate of its first copy.
-                if duplicate[i] || !in_batch.insert(markers[i]) {
-                    duplicate[i] = true;
-                    continue;
+            let requests: Vec<LoadRequest> = todo
+                .iter()
+                .map(|&i| LoadRequest {
+                    key: groups[i].key.clone(),
+                    markers: groups[i].markers.clone(),
+                })
+                .collect();
+            let snapshots = self.store.load_many(&requests, now).await?;
+            let mut ops = Vec::new();
+            let mut pending = Vec::new();
+            for (&i, snapshot) in todo.iter().zip(snapshots) {
+                let (duplicate, op) = self.prepare(&groups[i], snapshot)?;
+                match op {
+                    Some(op) => {
+                        ops.push(op);
+                        pending.push((i, duplicate));
+                    }
+                    None => done[i] = Some(duplicate),
                 }
-                profile.apply(&event.0, &self.model);
-                fresh.push(markers[i]);
             }
-            if fresh.is_empty() {
-                return Ok(duplicate);
+            let commits = if ops.is_empty() {
+                Vec::new()
+            } else {
+                self.store.commit_many(ops, now).await?
+            };
+            todo.clear();
+            for ((i, duplicate), commit) in pending.into_iter().zip(commits) {
+                match commit {
+                    Commit::Applied(_) => done[i] = Some(duplicate),
+                    Commit::Conflict => todo.push(i),
+                }
             }
-            let expected = snapshot.record.as_ref().map(|r| r.version);
-            let value = codec::encode_profile(&profile);
-            match self
-                .store
-                .commit(&key, expected, &value, &fresh, now)
-                .await?
-            {
-                Commit::Applied(_) => return Ok(duplicate),
-                Commit::Conflict => tokio::time::sleep(backoff(attempt)).await,
+            if todo.is_empty() {
+                return Ok(done.into_iter().map(Option::unwrap_or_default).collect());
             }
+            tokio::time::sleep(backoff(attempt)).await;
         }
-        Err(Error::Contention(key.contact_id))
+        Err(Error::Contention(groups[todo[0]].key.contact_id.clone()))
+    }
+
+    /// The new profile of one contact and which of its events are duplicates;
+    /// no op if every event was.
+    fn prepare(&self, group: &Group, snapshot: Snapshot) -> Result<(Vec<bool>, Option<CommitOp>)> {
+        let mut profile = match &snapshot.record {
+            Some(record) => decode(&group.key, &record.bytes)?,
+            None => ContactProfile::default(),
+        };
+        let mut duplicate = snapshot.seen;
+        let mut fresh = Vec::with_capacity(group.events.len());
+        let mut in_call = HashSet::new();
+        for (i, event) in group.events.iter().enumerate() {
+            // A repeat within the call is a duplicate of its first copy.
+            if duplicate[i] || !in_call.insert(group.markers[i]) {
+                duplicate[i] = true;
+                continue;
+            }
+            profile.apply(&event.0, &self.model);
+            fresh.push(group.markers[i]);
+        }
+        if fresh.is_empty() {
+            return Ok((duplicate, None));
+        }
+        let op = CommitOp {
+            key: group.key.clone(),
+            expected: snapshot.record.map(|r| r.version),
+            value: codec::encode_profile(&profile),
+            markers: fresh,
+        };
+        Ok((duplicate, Some(op)))
     }
 }
 

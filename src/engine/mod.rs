@@ -94,7 +94,7 @@ impl<S: Store> Engine<S> {
         check_id("contact_id", contact_id, &self.limits)?;
         let key = ContactKey::new(tenant, contact_id);
         let existed = {
-            let _guard = self.locks.lock(&key).await;
+            let _turn = self.locks.lock(&key).await;
             self.store.delete(&key).await?
         };
         self.store.sync().await?;

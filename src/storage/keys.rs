@@ -53,16 +53,6 @@ impl ContactKey {
             contact_id: contact_id.to_owned(),
         }
     }
-
-    /// `tenant 0x00 contact_id`: the tenant alphabet excludes 0x00, so keys of
-    /// different tenants never collide and a tenant's keys share a prefix.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut key = Vec::with_capacity(self.tenant.0.len() + 1 + self.contact_id.len());
-        key.extend_from_slice(self.tenant.0.as_bytes());
-        key.push(0);
-        key.extend_from_slice(self.contact_id.as_bytes());
-        key
-    }
 }
 
 /// The record that an event was applied: a 128-bit BLAKE3 digest of

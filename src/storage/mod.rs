@@ -9,8 +9,9 @@
 pub mod codec;
 pub(crate) mod group_commit;
 mod keys;
-mod marker_generations;
+mod marker_buckets;
 mod sled_store;
+mod sled_writer;
 
 use std::future::Future;
 
@@ -47,7 +48,7 @@ pub enum Commit {
 }
 
 /// Errors of the storage layer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The engine cannot serve the request now (I/O error, disk full, node
     /// down); retrying later may succeed.
@@ -61,16 +62,37 @@ pub enum StoreError {
     Internal(String),
 }
 
+/// What [`Store::load_many`] reads for one contact.
+#[derive(Clone, Debug)]
+pub struct LoadRequest {
+    pub key: ContactKey,
+    pub markers: Vec<DedupeKey>,
+}
+
+/// One compare-and-swap: the contact's new record and the markers of the
+/// events it applied.
+#[derive(Clone, Debug)]
+pub struct CommitOp {
+    pub key: ContactKey,
+    /// The version read; `None` if the record was absent.
+    pub expected: Option<Version>,
+    pub value: Vec<u8>,
+    pub markers: Vec<DedupeKey>,
+}
+
 /// Durable per-contact records and dedupe markers.
+///
+/// Calls take many contacts at once so that an engine can serve a bulk
+/// ingest chunk in one round trip; each contact's operation stays atomic on
+/// its own.
 pub trait Store: Send + Sync + 'static {
-    /// Reads a contact's record and checks which `markers` exist. `now`
-    /// decides which marker generations are still live.
-    fn load(
+    /// Reads each contact's record and checks which of its markers exist.
+    /// `now` decides which marker generations are still live.
+    fn load_many(
         &self,
-        key: &ContactKey,
-        markers: &[DedupeKey],
+        requests: &[LoadRequest],
         now: Millis,
-    ) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Snapshot>, StoreError>> + Send;
 
     /// Reads a contact's record.
     fn get(
@@ -78,17 +100,14 @@ pub trait Store: Send + Sync + 'static {
         key: &ContactKey,
     ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
 
-    /// Atomically: if the record is still at `expected` (`None`: absent) and
-    /// none of `markers` exists, writes `value` and puts every marker;
-    /// otherwise writes nothing and returns [`Commit::Conflict`].
-    fn commit(
+    /// For each op, atomically: if the record is still at `expected` and none
+    /// of its markers exists, writes the value and puts every marker;
+    /// otherwise writes nothing for that op and returns [`Commit::Conflict`].
+    fn commit_many(
         &self,
-        key: &ContactKey,
-        expected: Option<Version>,
-        value: &[u8],
-        markers: &[DedupeKey],
+        ops: Vec<CommitOp>,
         now: Millis,
-    ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Commit>, StoreError>> + Send;
 
     /// Removes a contact's record (markers stay). Returns whether it existed.
     fn delete(&self, key: &ContactKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -97,8 +116,8 @@ pub trait Store: Send + Sync + 'static {
     /// Concurrent callers share one flush.
     fn sync(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Drops dedupe markers older than the dedupe window, in bulk. Returns how
-    /// many marker generations were dropped.
+    /// Drops dedupe markers older than the dedupe window, a whole generation
+    /// at a time. Returns how many generations were dropped.
     fn expire_markers(&self, now: Millis)
     -> impl Future<Output = Result<usize, StoreError>> + Send;
 

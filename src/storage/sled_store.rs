@@ -1,21 +1,26 @@
-//! The embedded default store: sled, with group-committed durability.
+//! The embedded default store: sled, one writer thread, group-committed
+//! durability.
 //!
-//! Layout: tree `profiles` maps `tenant 0x00 contact` to a 4-byte version
-//! followed by the encoded profile; dedupe markers live in generation trees
-//! (see `marker_generations`). A commit is one sled transaction over the
-//! profile and the marker trees, so a profile update and its markers are
-//! recovered together or not at all.
+//! Layout, all in tree `reach` so that one sled batch updates a profile and
+//! its markers atomically:
+//! - `p tenant 0x00 contact` -> 4-byte version, then the encoded profile;
+//! - `m generation bucket` -> packed dedupe markers (see `marker_buckets`);
+//! - `g generation` -> that generation's bucket bits and marker count.
+//!
+//! Reads run on the caller's thread; writes go to the writer thread
+//! (`sled_writer`), and `sync` waits for a shared flush (`group_commit`).
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use crate::{
     domain::Millis,
     storage::{
-        Commit, ContactKey, DedupeKey, Record, Snapshot, Store, StoreError, Version,
-        group_commit::GroupCommit, marker_generations::MarkerGenerations,
+        Commit, CommitOp, ContactKey, LoadRequest, Record, Snapshot, Store, StoreError, Version,
+        group_commit::GroupCommit,
+        marker_buckets::{self, MarkerLayout},
+        sled_writer::{Job, SledWriter},
     },
 };
 
@@ -41,12 +46,14 @@ impl Default for SledConfig {
 
 pub struct SledStore {
     db: sled::Db,
-    profiles: sled::Tree,
-    markers: MarkerGenerations,
+    tree: sled::Tree,
+    layout: Arc<MarkerLayout>,
+    writer: SledWriter,
     group: GroupCommit,
 }
 
 const VERSION_BYTES: usize = 4;
+const RECORD_PREFIX: u8 = b'p';
 
 pub(super) fn to_store_error(e: sled::Error) -> StoreError {
     match e {
@@ -58,17 +65,29 @@ pub(super) fn to_store_error(e: sled::Error) -> StoreError {
     }
 }
 
-fn split_record(value: &[u8]) -> Record {
+/// `p tenant 0x00 contact_id`: the tenant alphabet excludes 0x00, so keys of
+/// different tenants never collide and a tenant's keys share a prefix.
+pub(super) fn record_key(key: &ContactKey) -> Vec<u8> {
+    let (tenant, contact) = (key.tenant.as_str().as_bytes(), key.contact_id.as_bytes());
+    let mut bytes = Vec::with_capacity(2 + tenant.len() + contact.len());
+    bytes.push(RECORD_PREFIX);
+    bytes.extend_from_slice(tenant);
+    bytes.push(0);
+    bytes.extend_from_slice(contact);
+    bytes
+}
+
+pub(super) fn split_version(value: &[u8]) -> (Version, &[u8]) {
     let mut version = [0u8; VERSION_BYTES];
     let len = value.len().min(VERSION_BYTES);
     version[..len].copy_from_slice(&value[..len]);
-    Record {
-        version: Version::from_le_bytes(version),
-        bytes: value.get(VERSION_BYTES..).unwrap_or_default().to_vec(),
-    }
+    (
+        Version::from_le_bytes(version),
+        value.get(VERSION_BYTES..).unwrap_or_default(),
+    )
 }
 
-fn join_record(version: Version, value: &[u8]) -> Vec<u8> {
+pub(super) fn join_record(version: Version, value: &[u8]) -> Vec<u8> {
     let mut stored = Vec::with_capacity(VERSION_BYTES + value.len());
     stored.extend_from_slice(&version.to_le_bytes());
     stored.extend_from_slice(value);
@@ -83,42 +102,23 @@ impl SledStore {
             .cache_capacity(config.cache_capacity_mib.saturating_mul(1024 * 1024))
             .open()
             .map_err(to_store_error)?;
-        let profiles = db.open_tree("profiles").map_err(to_store_error)?;
-        let markers = MarkerGenerations::open(&db, config.dedupe_window)?;
+        let tree = db.open_tree("reach").map_err(to_store_error)?;
+        let layout =
+            Arc::new(MarkerLayout::open(&tree, config.dedupe_window).map_err(to_store_error)?);
+        let writer = SledWriter::start(tree.clone(), layout.clone())
+            .map_err(|e| StoreError::Internal(format!("cannot start the writer: {e}")))?;
         let flush_db = db.clone();
         let group = GroupCommit::start("reach-flusher", move || {
             flush_db.flush().map(drop).map_err(|e| e.to_string())
         })
-        .map_err(|e| StoreError::Internal(format!("cannot start flusher: {e}")))?;
+        .map_err(|e| StoreError::Internal(format!("cannot start the flusher: {e}")))?;
         Ok(SledStore {
             db,
-            profiles,
-            markers,
+            tree,
+            layout,
+            writer,
             group,
         })
-    }
-
-    /// Writes records (as version 1) and markers with plain batches, no
-    /// transaction and no flush: only for offline bulk loading of a store that
-    /// nothing else is using (`reach bench preload`).
-    pub fn bulk_insert(
-        &self,
-        records: &[(ContactKey, Vec<u8>)],
-        markers: &[DedupeKey],
-        now: Millis,
-    ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (key, value) in records {
-            batch.insert(key.to_bytes(), join_record(1, value));
-        }
-        self.profiles.apply_batch(batch).map_err(to_store_error)?;
-        let mut batch = sled::Batch::default();
-        for marker in markers {
-            batch.insert(&marker.0, &[]);
-        }
-        self.markers.live(now)?[0]
-            .apply_batch(batch)
-            .map_err(to_store_error)
     }
 
     /// Flushes everything to disk, blocking the calling thread.
@@ -130,90 +130,68 @@ impl SledStore {
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.db.size_on_disk().map_err(to_store_error)
     }
-}
 
-enum Abort {
-    Conflict,
+    fn record(&self, key: &ContactKey) -> Result<Option<Record>, StoreError> {
+        let value = self.tree.get(record_key(key)).map_err(to_store_error)?;
+        Ok(value.map(|v| {
+            let (version, bytes) = split_version(&v);
+            Record {
+                version,
+                bytes: bytes.to_vec(),
+            }
+        }))
+    }
 }
 
 impl Store for SledStore {
-    async fn load(
+    async fn load_many(
         &self,
-        key: &ContactKey,
-        markers: &[DedupeKey],
+        requests: &[LoadRequest],
         now: Millis,
-    ) -> Result<Snapshot, StoreError> {
-        let record = self.get(key).await?;
-        let live = if markers.is_empty() {
-            Vec::new()
-        } else {
-            self.markers.live(now)?
-        };
-        let mut seen = Vec::with_capacity(markers.len());
-        for marker in markers {
-            let mut found = false;
-            for generation in &live {
-                if generation.contains_key(marker.0).map_err(to_store_error)? {
-                    found = true;
-                    break;
+    ) -> Result<Vec<Snapshot>, StoreError> {
+        let live = self.layout.live(now);
+        let mut snapshots = Vec::with_capacity(requests.len());
+        for request in requests {
+            let mut seen = Vec::with_capacity(request.markers.len());
+            for marker in &request.markers {
+                let suffix = marker_buckets::suffix(marker);
+                let mut found = false;
+                for &(generation, bits) in &live {
+                    let key = marker_buckets::bucket_key(generation, bits, marker);
+                    if let Some(bucket) = self.tree.get(key).map_err(to_store_error)?
+                        && marker_buckets::contains(&bucket, &suffix)
+                    {
+                        found = true;
+                        break;
+                    }
                 }
+                seen.push(found);
             }
-            seen.push(found);
+            snapshots.push(Snapshot {
+                record: self.record(&request.key)?,
+                seen,
+            });
         }
-        Ok(Snapshot { record, seen })
+        Ok(snapshots)
     }
 
     async fn get(&self, key: &ContactKey) -> Result<Option<Record>, StoreError> {
-        let value = self.profiles.get(key.to_bytes()).map_err(to_store_error)?;
-        Ok(value.map(|v| split_record(&v)))
+        self.record(key)
     }
 
-    async fn commit(
+    async fn commit_many(
         &self,
-        key: &ContactKey,
-        expected: Option<Version>,
-        value: &[u8],
-        markers: &[DedupeKey],
+        ops: Vec<CommitOp>,
         now: Millis,
-    ) -> Result<Commit, StoreError> {
-        let key = key.to_bytes();
-        let live = self.markers.live(now)?;
-        let mut trees: Vec<&sled::Tree> = Vec::with_capacity(1 + live.len());
-        trees.push(&self.profiles);
-        trees.extend(live.iter());
-        let result = trees.as_slice().transaction(|views| {
-            let (profiles, generations) = views.split_first().expect("profiles tree");
-            let current = profiles.get(&key)?.map(|v| split_record(&v).version);
-            if current != expected {
-                return Err(ConflictableTransactionError::Abort(Abort::Conflict));
-            }
-            for marker in markers {
-                for generation in generations {
-                    if generation.get(marker.0)?.is_some() {
-                        return Err(ConflictableTransactionError::Abort(Abort::Conflict));
-                    }
-                }
-            }
-            for marker in markers {
-                generations[0].insert(&marker.0, &[])?;
-            }
-            let version = current.map_or(1, |v| v.wrapping_add(1));
-            profiles.insert(key.as_slice(), join_record(version, value))?;
-            Ok(version)
-        });
-        match result {
-            Ok(version) => Ok(Commit::Applied(version)),
-            Err(TransactionError::Abort(Abort::Conflict)) => Ok(Commit::Conflict),
-            Err(TransactionError::Storage(e)) => Err(to_store_error(e)),
-        }
+    ) -> Result<Vec<Commit>, StoreError> {
+        self.writer
+            .submit(|reply| Job::Commit { ops, now, reply })
+            .await
     }
 
     async fn delete(&self, key: &ContactKey) -> Result<bool, StoreError> {
-        let old = self
-            .profiles
-            .remove(key.to_bytes())
-            .map_err(to_store_error)?;
-        Ok(old.is_some())
+        let key = record_key(key);
+        self.writer.submit(|reply| Job::Delete { key, reply }).await
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
@@ -221,7 +199,7 @@ impl Store for SledStore {
     }
 
     async fn expire_markers(&self, now: Millis) -> Result<usize, StoreError> {
-        self.markers.expire(now)
+        self.writer.submit(|reply| Job::Expire { now, reply }).await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -236,7 +214,7 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::Tenant;
+    use crate::storage::{DedupeKey, Tenant};
 
     const DAY: i64 = 86_400_000;
 
@@ -244,28 +222,54 @@ mod tests {
         SledStore::open(dir, &SledConfig::default()).unwrap()
     }
 
+    fn op(
+        key: &ContactKey,
+        expected: Option<Version>,
+        value: &[u8],
+        markers: &[DedupeKey],
+    ) -> CommitOp {
+        CommitOp {
+            key: key.clone(),
+            expected,
+            value: value.to_vec(),
+            markers: markers.to_vec(),
+        }
+    }
+
+    async fn load(s: &SledStore, key: &ContactKey, markers: &[DedupeKey], now: Millis) -> Snapshot {
+        let request = LoadRequest {
+            key: key.clone(),
+            markers: markers.to_vec(),
+        };
+        s.load_many(&[request], now).await.unwrap().remove(0)
+    }
+
     #[tokio::test]
     async fn compare_and_swap_with_markers() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
         let key = ContactKey::new(&Tenant::default(), "c1");
-        let m1 = DedupeKey::new(&key, "e1");
+        let (m1, m2) = (DedupeKey::new(&key, "e1"), DedupeKey::new(&key, "e2"));
         let now = Millis(1_000 * DAY);
         assert_eq!(
-            s.commit(&key, None, b"a", &[m1], now).await.unwrap(),
-            Commit::Applied(1)
+            s.commit_many(vec![op(&key, None, b"a", &[m1])], now)
+                .await
+                .unwrap(),
+            [Commit::Applied(1)]
         );
-        // Stale version or an existing marker: nothing is written.
-        assert_eq!(
-            s.commit(&key, None, b"b", &[], now).await.unwrap(),
-            Commit::Conflict
-        );
-        let m2 = DedupeKey::new(&key, "e2");
-        assert_eq!(
-            s.commit(&key, Some(1), b"b", &[m2, m1], now).await.unwrap(),
-            Commit::Conflict
-        );
-        let snap = s.load(&key, &[m1, m2], now).await.unwrap();
+        // A stale version or an existing marker: nothing is written for that op.
+        let results = s
+            .commit_many(
+                vec![
+                    op(&key, None, b"b", &[]),
+                    op(&key, Some(1), b"b", &[m2, m1]),
+                ],
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(results, [Commit::Conflict, Commit::Conflict]);
+        let snap = load(&s, &key, &[m1, m2], now).await;
         assert_eq!(
             snap.record,
             Some(Record {
@@ -274,10 +278,19 @@ mod tests {
             })
         );
         assert_eq!(snap.seen, vec![true, false]);
+        // Two ops on one contact in one call: the second sees the first.
+        let results = s
+            .commit_many(
+                vec![op(&key, Some(1), b"c", &[m2]), op(&key, Some(2), b"d", &[])],
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(results, [Commit::Applied(2), Commit::Applied(3)]);
         assert!(s.delete(&key).await.unwrap());
         assert_eq!(s.get(&key).await.unwrap(), None);
         assert!(
-            s.load(&key, &[m1], now).await.unwrap().seen[0],
+            load(&s, &key, &[m1], now).await.seen[0],
             "markers outlive erasure"
         );
     }
@@ -289,29 +302,47 @@ mod tests {
         let key = ContactKey::new(&Tenant::default(), "c1");
         let marker = DedupeKey::new(&key, "e1");
         let t0 = Millis(1_000 * DAY);
-        s.commit(&key, None, b"a", &[marker], t0).await.unwrap();
+        s.commit_many(vec![op(&key, None, b"a", &[marker])], t0)
+            .await
+            .unwrap();
         let window_later = Millis(t0.0 + 30 * DAY - 1);
-        assert!(s.load(&key, &[marker], window_later).await.unwrap().seen[0]);
+        assert!(load(&s, &key, &[marker], window_later).await.seen[0]);
         assert_eq!(s.expire_markers(window_later).await.unwrap(), 0);
         let much_later = Millis(t0.0 + 40 * DAY);
-        assert!(!s.load(&key, &[marker], much_later).await.unwrap().seen[0]);
+        assert!(!load(&s, &key, &[marker], much_later).await.seen[0]);
         assert_eq!(s.expire_markers(much_later).await.unwrap(), 1);
+        assert_eq!(
+            s.tree.scan_prefix([b'm']).count(),
+            0,
+            "bucket keys are gone"
+        );
     }
 
     #[tokio::test]
-    async fn survives_reopen() {
+    async fn many_markers_stay_findable_across_generations_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let key = ContactKey::new(&Tenant::default(), "c1");
-        let marker = DedupeKey::new(&key, "e1");
-        let now = Millis(1_000 * DAY);
+        let markers: Vec<DedupeKey> = (0..5_000)
+            .map(|i| DedupeKey::new(&key, &format!("e{i}")))
+            .collect();
+        let t0 = Millis(1_000 * DAY);
+        let t1 = Millis(t0.0 + 9 * DAY);
         {
             let s = store(dir.path());
-            s.commit(&key, None, b"a", &[marker], now).await.unwrap();
+            s.commit_many(vec![op(&key, None, b"a", &markers[..2_500])], t0)
+                .await
+                .unwrap();
+            // The next generation is sized from this one's count.
+            s.commit_many(vec![op(&key, Some(1), b"b", &markers[2_500..])], t1)
+                .await
+                .unwrap();
             s.sync().await.unwrap();
         }
         let s = store(dir.path());
-        let snap = s.load(&key, &[marker], now).await.unwrap();
-        assert_eq!(snap.record.unwrap().bytes, b"a");
-        assert!(snap.seen[0]);
+        let snap = load(&s, &key, &markers, t1).await;
+        assert!(snap.seen.iter().all(|&seen| seen));
+        let other = DedupeKey::new(&key, "never");
+        assert!(!load(&s, &key, &[other], t1).await.seen[0]);
+        assert_eq!(snap.record.unwrap().version, 2);
     }
 }

@@ -1,0 +1,239 @@
+//! Dedupe markers packed into hash buckets, in time generations.
+//!
+//! sled spends about 140 bytes of disk per key whatever its size, so one key
+//! per marker would cost more than the marker. Instead a marker (a 128-bit
+//! digest) goes into bucket `digest[..4] >> (32 - bits)` of its generation,
+//! whose value is a sorted array of the digests' last 8 bytes. A generation
+//! covers a quarter of the dedupe window and gets as many bucket bits as the
+//! previous generation's marker count asks for (about 32 markers a bucket),
+//! so bucket values stay a few hundred bytes at any scale. A generation is
+//! dropped whole once its newest marker is older than the window: a marker
+//! lives between one and 1.25 windows.
+
+use std::{collections::BTreeMap, sync::RwLock, time::Duration};
+
+use crate::{domain::Millis, storage::DedupeKey};
+
+const BUCKET_PREFIX: u8 = b'm';
+const META_PREFIX: u8 = b'g';
+const GENERATIONS_PER_WINDOW: i64 = 4;
+/// Markers a bucket aims at: bigger amortizes sled's per-key cost, smaller
+/// keeps the value rewritten by each insert short.
+const TARGET_PER_BUCKET: u64 = 32;
+const MIN_BITS: u8 = 6;
+const MAX_BITS: u8 = 24;
+/// Bucket bits of a generation with no history to size it from.
+const DEFAULT_BITS: u8 = 10;
+pub const SUFFIX_BYTES: usize = 8;
+/// A generation is dropped this long after it stopped being live, so that no
+/// read that picked it up just before can miss it.
+const DROP_GRACE_MS: i64 = 60_000;
+
+/// Which generations exist and their bucket bits.
+pub struct MarkerLayout {
+    window_ms: i64,
+    span_ms: i64,
+    bits: RwLock<BTreeMap<u32, u8>>,
+}
+
+/// A generation's stored metadata: bucket bits and markers written so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenerationMeta {
+    pub bits: u8,
+    pub count: u64,
+}
+
+impl GenerationMeta {
+    pub fn encode(self) -> [u8; 9] {
+        let mut out = [0u8; 9];
+        out[0] = self.bits;
+        out[1..].copy_from_slice(&self.count.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let (&bits, count) = bytes.split_first()?;
+        Some(GenerationMeta {
+            bits,
+            count: u64::from_le_bytes(count.try_into().ok()?),
+        })
+    }
+
+    /// Bits for the generation after this one.
+    pub fn next_bits(self) -> u8 {
+        let buckets = self.count.div_ceil(TARGET_PER_BUCKET).max(1);
+        (64 - (buckets - 1).leading_zeros()).clamp(MIN_BITS as u32, MAX_BITS as u32) as u8
+    }
+}
+
+impl MarkerLayout {
+    /// Reads the generation metadata stored in `tree`.
+    pub fn open(tree: &sled::Tree, window: Duration) -> sled::Result<Self> {
+        let window_ms = (window.as_millis() as i64).max(GENERATIONS_PER_WINDOW);
+        let mut bits = BTreeMap::new();
+        for entry in tree.scan_prefix([META_PREFIX]) {
+            let (key, value) = entry?;
+            if let (Some(generation), Some(meta)) =
+                (generation_of_meta_key(&key), GenerationMeta::decode(&value))
+            {
+                bits.insert(generation, meta.bits);
+            }
+        }
+        Ok(MarkerLayout {
+            window_ms,
+            span_ms: window_ms / GENERATIONS_PER_WINDOW,
+            bits: RwLock::new(bits),
+        })
+    }
+
+    pub fn generation(&self, now: Millis) -> u32 {
+        now.0.div_euclid(self.span_ms).clamp(0, u32::MAX as i64) as u32
+    }
+
+    /// End of a generation plus the window: when its markers have all expired.
+    fn expires_at(&self, generation: u32) -> i64 {
+        (generation as i64 + 1) * self.span_ms + self.window_ms
+    }
+
+    /// Live generations and their bits, newest first.
+    pub fn live(&self, now: Millis) -> Vec<(u32, u8)> {
+        let bits = self.bits.read().unwrap_or_else(|e| e.into_inner());
+        bits.iter()
+            .rev()
+            .filter(|&(&g, _)| self.expires_at(g) > now.0)
+            .map(|(&g, &b)| (g, b))
+            .collect()
+    }
+
+    /// Generations whose markers have all expired (with a grace period).
+    pub fn expired(&self, now: Millis) -> Vec<u32> {
+        let bits = self.bits.read().unwrap_or_else(|e| e.into_inner());
+        bits.keys()
+            .copied()
+            .filter(|&g| self.expires_at(g) + DROP_GRACE_MS <= now.0)
+            .collect()
+    }
+
+    /// The newest generation before `generation`, if any.
+    pub fn previous(&self, generation: u32) -> Option<u32> {
+        let bits = self.bits.read().unwrap_or_else(|e| e.into_inner());
+        bits.range(..generation).next_back().map(|(&g, _)| g)
+    }
+
+    pub fn set_bits(&self, generation: u32, bits: u8) {
+        self.bits
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(generation, bits);
+    }
+
+    pub fn forget(&self, generation: u32) {
+        self.bits
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&generation);
+    }
+}
+
+pub fn default_bits() -> u8 {
+    DEFAULT_BITS
+}
+
+pub fn meta_key(generation: u32) -> [u8; 5] {
+    let mut key = [META_PREFIX; 5];
+    key[1..].copy_from_slice(&generation.to_be_bytes());
+    key
+}
+
+fn generation_of_meta_key(key: &[u8]) -> Option<u32> {
+    match key {
+        [META_PREFIX, rest @ ..] => Some(u32::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// Prefix of every bucket key of `generation`.
+pub fn generation_prefix(generation: u32) -> [u8; 5] {
+    let mut key = [BUCKET_PREFIX; 5];
+    key[1..].copy_from_slice(&generation.to_be_bytes());
+    key
+}
+
+pub fn bucket_key(generation: u32, bits: u8, marker: &DedupeKey) -> [u8; 9] {
+    let head = u32::from_be_bytes(marker.0[..4].try_into().expect("4 bytes"));
+    let bucket = if bits == 0 {
+        0
+    } else {
+        head >> (32 - u32::from(bits))
+    };
+    let mut key = [0u8; 9];
+    key[..5].copy_from_slice(&generation_prefix(generation));
+    key[5..].copy_from_slice(&bucket.to_be_bytes());
+    key
+}
+
+pub fn suffix(marker: &DedupeKey) -> [u8; SUFFIX_BYTES] {
+    marker.0[16 - SUFFIX_BYTES..]
+        .try_into()
+        .expect("suffix bytes")
+}
+
+fn position(bucket: &[u8], suffix: &[u8; SUFFIX_BYTES]) -> Result<usize, usize> {
+    let n = bucket.len() / SUFFIX_BYTES;
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match bucket[mid * SUFFIX_BYTES..(mid + 1) * SUFFIX_BYTES].cmp(suffix) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Ok(mid),
+        }
+    }
+    Err(lo)
+}
+
+pub fn contains(bucket: &[u8], suffix: &[u8; SUFFIX_BYTES]) -> bool {
+    position(bucket, suffix).is_ok()
+}
+
+/// Inserts `suffix` keeping the bucket sorted; false if it was there.
+pub fn insert(bucket: &mut Vec<u8>, suffix: &[u8; SUFFIX_BYTES]) -> bool {
+    match position(bucket, suffix) {
+        Ok(_) => false,
+        Err(i) => {
+            bucket.splice(i * SUFFIX_BYTES..i * SUFFIX_BYTES, suffix.iter().copied());
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_stay_sorted_and_find_their_members() {
+        let mut bucket = Vec::new();
+        let suffixes: Vec<[u8; 8]> = (0..50u64)
+            .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_be_bytes())
+            .collect();
+        for s in &suffixes {
+            assert!(insert(&mut bucket, s));
+        }
+        assert!(!insert(&mut bucket, &suffixes[7]));
+        assert!(suffixes.iter().all(|s| contains(&bucket, s)));
+        assert!(!contains(&bucket, &[1, 2, 3, 4, 5, 6, 7, 8]));
+        let chunks: Vec<&[u8]> = bucket.chunks(8).collect();
+        assert!(chunks.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn bits_follow_the_previous_generation() {
+        let meta = |count| GenerationMeta { bits: 0, count };
+        assert_eq!(meta(0).next_bits(), MIN_BITS);
+        assert_eq!(meta(32 * 1024).next_bits(), 10);
+        assert_eq!(meta(32 * 1024 + 1).next_bits(), 11);
+        assert_eq!(meta(u64::MAX).next_bits(), MAX_BITS);
+        assert_eq!(GenerationMeta::decode(&meta(77).encode()), Some(meta(77)));
+    }
+}
