@@ -20,6 +20,8 @@ use crate::bench::{
 };
 
 const SEED: u64 = 20261126;
+/// Bumped whenever the store layout changes, so cached stores are rebuilt.
+const STORE_LAYOUT: u32 = 3;
 
 /// Settings of one bench run.
 #[derive(Clone, Debug)]
@@ -149,7 +151,9 @@ async fn ensure_store(
 ) -> anyhow::Result<Preloaded> {
     let dir = store_dir(work_dir, contacts);
     let stamp = work_dir.join(format!("store-{contacts}.preloaded"));
-    let spec_line = format!("contacts={contacts} events={events_per_contact} seed={SEED}");
+    let spec_line = format!(
+        "contacts={contacts} events={events_per_contact} seed={SEED} layout={STORE_LAYOUT}"
+    );
     if let Ok(text) = std::fs::read_to_string(&stamp) {
         let mut lines = text.lines();
         if lines.next() == Some(spec_line.as_str()) {

@@ -6,8 +6,6 @@
 //! `sum_i 2^-((anchor - t_i) / half_life)` whatever the order, so state stays
 //! constant-size however long the history is.
 
-use serde::{Deserialize, Serialize};
-
 use crate::domain::Millis;
 
 /// The kinds of evidence a channel accumulates.
@@ -21,7 +19,7 @@ pub enum Kind {
 }
 
 /// Decayed sums per kind, as of `anchor`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Evidence {
     pub anchor: Option<Millis>,
     pub delivered: f64,

@@ -2,8 +2,6 @@
 //! evidence, the hard-fail log and consent. Its size is bounded whatever the
 //! number of events, and applying events is order-insensitive.
 
-use serde::{Deserialize, Serialize};
-
 use crate::domain::{
     Channel, ChannelEvent, Effect, Millis, ScoringModel, Status,
     evidence::{Evidence, Kind},
@@ -11,14 +9,14 @@ use crate::domain::{
 };
 
 /// Everything reach knows about one contact.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ContactProfile {
     /// Indexed by [`Channel::index`].
     pub channels: [Option<ChannelState>; 4],
 }
 
 /// What reach knows about one contact on one channel.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ChannelState {
     pub counts: StatusCounts,
     pub evidence: Evidence,
@@ -30,7 +28,7 @@ pub struct ChannelState {
 }
 
 /// Contact-side events counted by status.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct StatusCounts {
     pub sent: u32,
     pub delivered: u32,
@@ -47,7 +45,7 @@ pub struct StatusCounts {
 
 /// Outcomes that are the sender's problem (compliance blocks, sender errors):
 /// kept for the record, never fed into the contact's score or counters.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SenderSide {
     pub blocked_compliance: u32,
     pub sender_error: u32,

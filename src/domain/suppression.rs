@@ -4,8 +4,6 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use crate::domain::Millis;
 
 /// How many of the most recent hard fails are kept exactly. Older ones are
@@ -15,7 +13,7 @@ pub const RECENT_HARD_FAILS: usize = 10;
 
 /// Hard fails and the latest event that ended a streak (a delivery, an
 /// engagement or an opt-in).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct HardFailLog {
     pub last_cleared: Option<Millis>,
     /// The most recent hard fails, oldest first.
@@ -78,7 +76,7 @@ impl HardFailLog {
 }
 
 /// The latest consent-related events of a channel.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Consent {
     pub last_opt_out: Option<Millis>,
     pub last_opt_in: Option<Millis>,

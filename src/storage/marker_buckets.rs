@@ -3,12 +3,15 @@
 //! sled spends about 140 bytes of disk per key whatever its size, so one key
 //! per marker would cost more than the marker. Instead a marker (a 128-bit
 //! digest) goes into bucket `digest[..4] >> (32 - bits)` of its generation,
-//! whose value is a sorted array of the digests' last 8 bytes. A generation
-//! covers a quarter of the dedupe window and gets as many bucket bits as the
-//! previous generation's marker count asks for (about 32 markers a bucket),
-//! so bucket values stay a few hundred bytes at any scale. A generation is
-//! dropped whole once its newest marker is older than the window: a marker
-//! lives between one and 1.25 windows.
+//! whose value is a sorted array of the digests' last 8 bytes.
+//!
+//! A generation covers a quarter of the dedupe window. It starts with as
+//! many buckets as the previous generation's marker count asks for (about 24
+//! markers a bucket); if it fills past 48 a bucket it adds a level with 16
+//! times the buckets, and new markers go there. Lookups check every level
+//! (one in the steady state), and bucket values stay a few hundred bytes at
+//! any scale. A generation is dropped whole once its newest marker is older
+//! than the window: a marker lives between one and 1.25 windows.
 
 use std::{collections::BTreeMap, sync::RwLock, time::Duration};
 
@@ -19,7 +22,12 @@ const META_PREFIX: u8 = b'g';
 const GENERATIONS_PER_WINDOW: i64 = 4;
 /// Markers a bucket aims at: bigger amortizes sled's per-key cost, smaller
 /// keeps the value rewritten by each insert short.
-const TARGET_PER_BUCKET: u64 = 32;
+const TARGET_PER_BUCKET: u64 = 24;
+/// Fill at which a generation adds a level.
+const MAX_PER_BUCKET: u64 = 48;
+/// Bits a new level adds (16 times the buckets).
+const LEVEL_STEP: u8 = 4;
+const MAX_LEVELS: usize = 4;
 const MIN_BITS: u8 = 6;
 const MAX_BITS: u8 = 24;
 /// Bucket bits of a generation with no history to size it from.
@@ -29,60 +37,91 @@ pub const SUFFIX_BYTES: usize = 8;
 /// read that picked it up just before can miss it.
 const DROP_GRACE_MS: i64 = 60_000;
 
-/// Which generations exist and their bucket bits.
+/// Bucket bits of each level of a generation, oldest level first.
+pub type Levels = Vec<u8>;
+
+/// Which generations exist and their levels.
 pub struct MarkerLayout {
     window_ms: i64,
     span_ms: i64,
-    bits: RwLock<BTreeMap<u32, u8>>,
+    levels: RwLock<BTreeMap<u32, Levels>>,
 }
 
-/// A generation's stored metadata: bucket bits and markers written so far.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A generation's stored metadata: its levels and markers written so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GenerationMeta {
-    pub bits: u8,
+    pub levels: Levels,
     pub count: u64,
 }
 
 impl GenerationMeta {
-    pub fn encode(self) -> [u8; 9] {
-        let mut out = [0u8; 9];
-        out[0] = self.bits;
-        out[1..].copy_from_slice(&self.count.to_le_bytes());
+    pub fn new(bits: u8) -> Self {
+        GenerationMeta {
+            levels: vec![bits],
+            count: 0,
+        }
+    }
+
+    /// Bits of the level new markers go to.
+    pub fn bits(&self) -> u8 {
+        *self.levels.last().expect("a generation has a level")
+    }
+
+    /// `count(8) levels(n)`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.count.to_le_bytes().to_vec();
+        out.extend_from_slice(&self.levels);
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let (&bits, count) = bytes.split_first()?;
-        Some(GenerationMeta {
-            bits,
-            count: u64::from_le_bytes(count.try_into().ok()?),
+        let (count, levels) = bytes.split_at_checked(8)?;
+        (!levels.is_empty()).then(|| GenerationMeta {
+            count: u64::from_le_bytes(count.try_into().expect("8 bytes")),
+            levels: levels.to_vec(),
         })
     }
 
-    /// Bits for the generation after this one.
-    pub fn next_bits(self) -> u8 {
-        let buckets = self.count.div_ceil(TARGET_PER_BUCKET).max(1);
-        (64 - (buckets - 1).leading_zeros()).clamp(MIN_BITS as u32, MAX_BITS as u32) as u8
+    /// Adds a level if the current one is past its fill; true if it did.
+    pub fn grow_if_full(&mut self) -> bool {
+        let bits = self.bits();
+        let full = self.count > (1u64 << bits) * MAX_PER_BUCKET;
+        if full && bits < MAX_BITS && self.levels.len() < MAX_LEVELS {
+            self.levels.push((bits + LEVEL_STEP).min(MAX_BITS));
+            return true;
+        }
+        false
     }
+
+    /// Bits for the generation after this one.
+    pub fn next_bits(&self) -> u8 {
+        bits_for(self.count)
+    }
+}
+
+/// Bucket bits for about `count` markers at the target fill.
+fn bits_for(count: u64) -> u8 {
+    let buckets = count.div_ceil(TARGET_PER_BUCKET).max(1);
+    (64 - (buckets - 1).leading_zeros()).clamp(MIN_BITS as u32, MAX_BITS as u32) as u8
 }
 
 impl MarkerLayout {
     /// Reads the generation metadata stored in `tree`.
     pub fn open(tree: &sled::Tree, window: Duration) -> sled::Result<Self> {
         let window_ms = (window.as_millis() as i64).max(GENERATIONS_PER_WINDOW);
-        let mut bits = BTreeMap::new();
+        let mut levels = BTreeMap::new();
         for entry in tree.scan_prefix([META_PREFIX]) {
             let (key, value) = entry?;
             if let (Some(generation), Some(meta)) =
                 (generation_of_meta_key(&key), GenerationMeta::decode(&value))
             {
-                bits.insert(generation, meta.bits);
+                levels.insert(generation, meta.levels);
             }
         }
         Ok(MarkerLayout {
             window_ms,
             span_ms: window_ms / GENERATIONS_PER_WINDOW,
-            bits: RwLock::new(bits),
+            levels: RwLock::new(levels),
         })
     }
 
@@ -95,20 +134,22 @@ impl MarkerLayout {
         (generation as i64 + 1) * self.span_ms + self.window_ms
     }
 
-    /// Live generations and their bits, newest first.
-    pub fn live(&self, now: Millis) -> Vec<(u32, u8)> {
-        let bits = self.bits.read().unwrap_or_else(|e| e.into_inner());
-        bits.iter()
+    /// Live generations and their levels, newest first.
+    pub fn live(&self, now: Millis) -> Vec<(u32, Levels)> {
+        let levels = self.levels.read().unwrap_or_else(|e| e.into_inner());
+        levels
+            .iter()
             .rev()
             .filter(|&(&g, _)| self.expires_at(g) > now.0)
-            .map(|(&g, &b)| (g, b))
+            .map(|(&g, l)| (g, l.clone()))
             .collect()
     }
 
     /// Generations whose markers have all expired (with a grace period).
     pub fn expired(&self, now: Millis) -> Vec<u32> {
-        let bits = self.bits.read().unwrap_or_else(|e| e.into_inner());
-        bits.keys()
+        let levels = self.levels.read().unwrap_or_else(|e| e.into_inner());
+        levels
+            .keys()
             .copied()
             .filter(|&g| self.expires_at(g) + DROP_GRACE_MS <= now.0)
             .collect()
@@ -116,19 +157,19 @@ impl MarkerLayout {
 
     /// The newest generation before `generation`, if any.
     pub fn previous(&self, generation: u32) -> Option<u32> {
-        let bits = self.bits.read().unwrap_or_else(|e| e.into_inner());
-        bits.range(..generation).next_back().map(|(&g, _)| g)
+        let levels = self.levels.read().unwrap_or_else(|e| e.into_inner());
+        levels.range(..generation).next_back().map(|(&g, _)| g)
     }
 
-    pub fn set_bits(&self, generation: u32, bits: u8) {
-        self.bits
+    pub fn set_levels(&self, generation: u32, levels: Levels) {
+        self.levels
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(generation, bits);
+            .insert(generation, levels);
     }
 
     pub fn forget(&self, generation: u32) {
-        self.bits
+        self.levels
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&generation);
@@ -229,11 +270,27 @@ mod tests {
 
     #[test]
     fn bits_follow_the_previous_generation() {
-        let meta = |count| GenerationMeta { bits: 0, count };
+        let meta = |count| GenerationMeta {
+            levels: vec![8],
+            count,
+        };
         assert_eq!(meta(0).next_bits(), MIN_BITS);
-        assert_eq!(meta(32 * 1024).next_bits(), 10);
-        assert_eq!(meta(32 * 1024 + 1).next_bits(), 11);
+        assert_eq!(meta(24 * 1024).next_bits(), 10);
+        assert_eq!(meta(24 * 1024 + 1).next_bits(), 11);
         assert_eq!(meta(u64::MAX).next_bits(), MAX_BITS);
         assert_eq!(GenerationMeta::decode(&meta(77).encode()), Some(meta(77)));
+    }
+
+    #[test]
+    fn a_filling_generation_adds_levels() {
+        let mut meta = GenerationMeta::new(10);
+        meta.count = 48 * 1024;
+        assert!(!meta.grow_if_full());
+        meta.count += 1;
+        assert!(meta.grow_if_full());
+        assert_eq!(meta.levels, [10, 14]);
+        meta.count = u64::MAX;
+        while meta.grow_if_full() {}
+        assert_eq!(meta.levels.len(), MAX_LEVELS);
     }
 }

@@ -156,13 +156,15 @@ impl Store for SledStore {
             for marker in &request.markers {
                 let suffix = marker_buckets::suffix(marker);
                 let mut found = false;
-                for &(generation, bits) in &live {
-                    let key = marker_buckets::bucket_key(generation, bits, marker);
-                    if let Some(bucket) = self.tree.get(key).map_err(to_store_error)?
-                        && marker_buckets::contains(&bucket, &suffix)
-                    {
-                        found = true;
-                        break;
+                'generations: for (generation, levels) in &live {
+                    for &bits in levels.iter().rev() {
+                        let key = marker_buckets::bucket_key(*generation, bits, marker);
+                        if let Some(bucket) = self.tree.get(key).map_err(to_store_error)?
+                            && marker_buckets::contains(&bucket, &suffix)
+                        {
+                            found = true;
+                            break 'generations;
+                        }
                     }
                 }
                 seen.push(found);
@@ -341,6 +343,24 @@ mod tests {
         let s = store(dir.path());
         let snap = load(&s, &key, &markers, t1).await;
         assert!(snap.seen.iter().all(|&seen| seen));
+        // 2,500 markers in a first generation of 2^10 buckets... no level
+        // needed yet; a bigger one grows levels and stays findable.
+        let many: Vec<DedupeKey> = (0..60_000)
+            .map(|i| DedupeKey::new(&key, &format!("m{i}")))
+            .collect();
+        let t2 = Millis(t1.0 + 9 * DAY);
+        s.commit_many(vec![op(&key, Some(2), b"c", &many)], t2)
+            .await
+            .unwrap();
+        let levels = s.layout.live(t2)[0].1.clone();
+        assert!(levels.len() >= 2, "{levels:?}");
+        assert!(
+            load(&s, &key, &many, t2)
+                .await
+                .seen
+                .iter()
+                .all(|&seen| seen)
+        );
         let other = DedupeKey::new(&key, "never");
         assert!(!load(&s, &key, &[other], t1).await.seen[0]);
         assert_eq!(snap.record.unwrap().version, 2);

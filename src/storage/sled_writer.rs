@@ -19,7 +19,7 @@ use crate::{
     domain::Millis,
     storage::{
         Commit, CommitOp, DedupeKey, StoreError,
-        marker_buckets::{self, GenerationMeta, MarkerLayout},
+        marker_buckets::{self, GenerationMeta, Levels, MarkerLayout},
         sled_store::{join_record, record_key, split_version, to_store_error},
     },
 };
@@ -162,12 +162,12 @@ impl Writer {
         }
         let mut batch = pending.batch;
         for (&generation, meta) in &pending.generations {
-            batch.insert(&marker_buckets::meta_key(generation), &meta.encode());
+            batch.insert(&marker_buckets::meta_key(generation), meta.encode());
         }
         let result = self.tree.apply_batch(batch).map_err(to_store_error);
-        for (&generation, meta) in &pending.generations {
-            if result.is_ok() {
-                self.layout.set_bits(generation, meta.bits);
+        if result.is_ok() {
+            for (generation, meta) in pending.generations {
+                self.layout.set_levels(generation, meta.levels);
             }
         }
         for reply in replies {
@@ -199,10 +199,10 @@ impl Writer {
         ops: Vec<CommitOp>,
         now: Millis,
     ) -> Result<Vec<Commit>, StoreError> {
-        let live = self.live(pending, now);
-        let current = self.current_generation(pending, now)?;
+        let mut current = self.current_generation(pending, now)?;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
+            let live = self.live(pending, now);
             let key = record_key(&op.key);
             let version = self.read(pending, &key)?.map(|v| split_version(&v).0);
             if version != op.expected || self.any_marker_exists(pending, &live, &op.markers)? {
@@ -223,6 +223,10 @@ impl Writer {
             }
             if let Some(meta) = pending.generations.get_mut(&current.0) {
                 meta.count += added;
+                if meta.grow_if_full() {
+                    // Later ops insert into the new level.
+                    current.1 = meta.bits();
+                }
             }
             let next = version.map_or(1, |v| v.wrapping_add(1));
             self.write(pending, key, join_record(next, &op.value));
@@ -234,36 +238,39 @@ impl Writer {
     fn any_marker_exists(
         &self,
         pending: &Pending,
-        live: &[(u32, u8)],
+        live: &[(u32, Levels)],
         markers: &[DedupeKey],
     ) -> Result<bool, StoreError> {
         for marker in markers {
             let suffix = marker_buckets::suffix(marker);
-            for &(generation, bits) in live {
-                let key = marker_buckets::bucket_key(generation, bits, marker);
-                if let Some(bucket) = self.read(pending, &key)?
-                    && marker_buckets::contains(&bucket, &suffix)
-                {
-                    return Ok(true);
+            for (generation, levels) in live {
+                for &bits in levels.iter().rev() {
+                    let key = marker_buckets::bucket_key(*generation, bits, marker);
+                    if let Some(bucket) = self.read(pending, &key)?
+                        && marker_buckets::contains(&bucket, &suffix)
+                    {
+                        return Ok(true);
+                    }
                 }
             }
         }
         Ok(false)
     }
 
-    /// Live generations including those created by this batch.
-    fn live(&self, pending: &Pending, now: Millis) -> Vec<(u32, u8)> {
+    /// Live generations with the levels this batch may have added.
+    fn live(&self, pending: &Pending, now: Millis) -> Vec<(u32, Levels)> {
         let mut live = self.layout.live(now);
         for (&generation, meta) in &pending.generations {
-            if !live.iter().any(|&(g, _)| g == generation) {
-                live.insert(0, (generation, meta.bits));
+            match live.iter_mut().find(|(g, _)| *g == generation) {
+                Some((_, levels)) => levels.clone_from(&meta.levels),
+                None => live.insert(0, (generation, meta.levels.clone())),
             }
         }
         live
     }
 
-    /// The generation new markers go to, with its bits; created (sized from
-    /// the previous generation) if it does not exist yet.
+    /// The generation new markers go to and its current bits; created (sized
+    /// from the previous generation) if it does not exist yet.
     fn current_generation(
         &self,
         pending: &mut Pending,
@@ -271,33 +278,31 @@ impl Writer {
     ) -> Result<(u32, u8), StoreError> {
         let generation = self.layout.generation(now);
         if let Some(meta) = pending.generations.get(&generation) {
-            return Ok((generation, meta.bits));
+            return Ok((generation, meta.bits()));
         }
+        let meta = match self.stored_meta(generation)? {
+            Some(meta) => meta,
+            None => {
+                let previous = match self.layout.previous(generation) {
+                    Some(g) => self.stored_meta(g)?,
+                    None => None,
+                };
+                GenerationMeta::new(
+                    previous.map_or(marker_buckets::default_bits(), |p| p.next_bits()),
+                )
+            }
+        };
+        let bits = meta.bits();
+        pending.generations.insert(generation, meta);
+        Ok((generation, bits))
+    }
+
+    fn stored_meta(&self, generation: u32) -> Result<Option<GenerationMeta>, StoreError> {
         let stored = self
             .tree
             .get(marker_buckets::meta_key(generation))
             .map_err(to_store_error)?;
-        let meta = match stored.as_deref().and_then(GenerationMeta::decode) {
-            Some(meta) => meta,
-            None => {
-                let previous = match self.layout.previous(generation) {
-                    Some(g) => self
-                        .tree
-                        .get(marker_buckets::meta_key(g))
-                        .map_err(to_store_error)?
-                        .as_deref()
-                        .and_then(GenerationMeta::decode),
-                    None => None,
-                };
-                GenerationMeta {
-                    bits: previous
-                        .map_or(marker_buckets::default_bits(), GenerationMeta::next_bits),
-                    count: 0,
-                }
-            }
-        };
-        pending.generations.insert(generation, meta);
-        Ok((generation, meta.bits))
+        Ok(stored.as_deref().and_then(GenerationMeta::decode))
     }
 
     fn expire(&self, now: Millis) -> Result<usize, StoreError> {
