@@ -48,28 +48,69 @@ pub async fn sled_group_commit(
     Ok(measured)
 }
 
-/// On-disk bytes per dedupe marker, and how long dropping a whole expired
-/// generation of them takes.
+/// On-disk cost of dedupe markers: the marginal bytes of `markers` markers
+/// held by contacts with four each (the common, inline case), the bytes per
+/// marker of one busy contact whose markers spill to the shared buckets, and
+/// how long dropping the expired spill generation takes.
 #[derive(Clone, Debug)]
 pub struct MarkerFootprint {
     pub markers: u64,
-    pub bytes_per_marker: f64,
+    pub inline_bytes_per_marker: f64,
+    pub spilled_bytes_per_marker: f64,
     pub expire_seconds: f64,
     pub generations_dropped: usize,
 }
 
+const MARKERS_PER_CONTACT: u64 = 4;
+
+/// Writes `contacts` contacts with a 100-byte profile and `per_contact`
+/// markers each; returns the store's size on disk.
+async fn store_with_markers(
+    dir: &Path,
+    contacts: u64,
+    per_contact: u64,
+    now: Millis,
+) -> anyhow::Result<u64> {
+    let store = SledStore::open(dir, &SledConfig::default())?;
+    let tenant = Tenant::default();
+    let mut ops = Vec::with_capacity(1000);
+    for c in 0..contacts {
+        let key = ContactKey::new(&tenant, &format!("contact-{c:08}"));
+        let markers = (0..per_contact)
+            .map(|i| DedupeKey::new(&key, &format!("event-{i}")))
+            .collect();
+        ops.push(CommitOp {
+            key,
+            expected: None,
+            value: vec![7; 100],
+            markers,
+        });
+        if ops.len() == 1000 || c + 1 == contacts {
+            store.commit_many(std::mem::take(&mut ops), now).await?;
+        }
+    }
+    store.sync().await?;
+    Ok(store.size_on_disk()?)
+}
+
 pub async fn marker_footprint(dir: &Path, markers: u64) -> anyhow::Result<MarkerFootprint> {
-    let config = SledConfig::default();
-    let store = SledStore::open(dir, &config)?;
     let now = Millis::now();
+    let contacts = (markers / MARKERS_PER_CONTACT).max(1);
+    let without = store_with_markers(&dir.join("without"), contacts, 0, now).await?;
+    let with = store_with_markers(&dir.join("with"), contacts, MARKERS_PER_CONTACT, now).await?;
+    let inline_markers = contacts * MARKERS_PER_CONTACT;
+
+    let config = SledConfig::default();
+    let store = SledStore::open(dir.join("busy"), &config)?;
     store.flush_blocking()?;
     let before = store.size_on_disk()?;
-    let key = ContactKey::new(&Tenant::default(), "marker-bench");
-    let mut batch = Vec::with_capacity(10_000);
+    let key = ContactKey::new(&Tenant::default(), "busy-contact");
+    let spilled = markers.min(200_000);
     let mut version = None;
-    for i in 0..markers {
+    let mut batch = Vec::with_capacity(1_000);
+    for i in 0..spilled {
         batch.push(DedupeKey::new(&key, &format!("event-{i}")));
-        if batch.len() == 10_000 || i + 1 == markers {
+        if batch.len() == 1_000 || i + 1 == spilled {
             let op = CommitOp {
                 key: key.clone(),
                 expected: version,
@@ -88,8 +129,9 @@ pub async fn marker_footprint(dir: &Path, markers: u64) -> anyhow::Result<Marker
     let later = now.saturating_add(config.dedupe_window * 2);
     let generations_dropped = store.expire_markers(later).await?;
     Ok(MarkerFootprint {
-        markers,
-        bytes_per_marker: after.saturating_sub(before) as f64 / markers as f64,
+        markers: inline_markers,
+        inline_bytes_per_marker: with.saturating_sub(without) as f64 / inline_markers as f64,
+        spilled_bytes_per_marker: after.saturating_sub(before) as f64 / spilled as f64,
         expire_seconds: started.elapsed().as_secs_f64(),
         generations_dropped,
     })

@@ -83,6 +83,9 @@ pub struct RunArgs {
     /// Events per RecordEvents stream.
     #[arg(long, default_value_t = 500)]
     bulk_size: usize,
+    /// Consecutive events of one contact in a bulk stream (1: no locality).
+    #[arg(long, default_value_t = 4)]
+    bulk_per_contact: usize,
     /// Dedupe markers written to measure their footprint.
     #[arg(long, default_value_t = 1_000_000)]
     markers: u64,
@@ -117,6 +120,7 @@ impl RunArgs {
             rounds: self.rounds.max(1),
             scenarios,
             bulk_size: self.bulk_size.max(1),
+            bulk_per_contact: self.bulk_per_contact.max(1),
             markers: self.markers.max(1),
         })
     }

@@ -21,7 +21,7 @@ use crate::bench::{
 
 const SEED: u64 = 20261126;
 /// Bumped whenever the store layout changes, so cached stores are rebuilt.
-const STORE_LAYOUT: u32 = 3;
+const STORE_LAYOUT: u32 = 5;
 
 /// Settings of one bench run.
 #[derive(Clone, Debug)]
@@ -33,6 +33,7 @@ pub struct RunSpec {
     pub rounds: usize,
     pub scenarios: Vec<Scenario>,
     pub bulk_size: usize,
+    pub bulk_per_contact: usize,
     pub markers: u64,
 }
 
@@ -73,6 +74,7 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<Findings> {
             contacts,
             run_id: fastrand::u64(..),
             bulk_size: spec.bulk_size,
+            bulk_per_contact: spec.bulk_per_contact,
         };
         let mut sizes = Vec::new();
         for &scenario in &spec.scenarios {
@@ -129,7 +131,8 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<Findings> {
     let _ = std::fs::remove_dir_all(&marker_dir);
     let markers = baseline::marker_footprint(&marker_dir, spec.markers).await?;
     std::fs::remove_dir_all(&marker_dir)?;
-    findings.marker_bytes = markers.bytes_per_marker;
+    findings.marker_bytes = markers.inline_bytes_per_marker;
+    findings.spilled_marker_bytes = markers.spilled_bytes_per_marker;
     findings.markers_measured = markers.markers;
     findings.marker_expiry = (markers.generations_dropped, markers.expire_seconds);
     findings.profile_bytes = (
@@ -215,6 +218,7 @@ impl RunSpec {
             rounds: 1,
             scenarios: Scenario::ALL.to_vec(),
             bulk_size: 50,
+            bulk_per_contact: 4,
             markers: 10_000,
         }
     }

@@ -72,6 +72,9 @@ pub struct Target {
     /// Makes event ids unique across bench runs on the same store.
     pub run_id: u64,
     pub bulk_size: usize,
+    /// Consecutive events of one contact in a bulk stream (a message's
+    /// lifecycle: sent, delivered, opened...).
+    pub bulk_per_contact: usize,
 }
 
 impl Target {
@@ -91,6 +94,16 @@ impl Target {
     }
 
     fn event(&self, worker: usize, seq: u64, k: usize) -> proto::RecordEventRequest {
+        self.event_for(self.random_contact(), worker, seq, k)
+    }
+
+    fn event_for(
+        &self,
+        contact_id: String,
+        worker: usize,
+        seq: u64,
+        k: usize,
+    ) -> proto::RecordEventRequest {
         let now = Millis::now();
         let status = match fastrand::u32(0..100) {
             0..80 => proto::Status::Delivered,
@@ -102,7 +115,7 @@ impl Target {
         proto::RecordEventRequest {
             event: Some(proto::ChannelEvent {
                 event_id: format!("bench-{}-{worker}-{seq}-{k}", self.run_id),
-                contact_id: self.random_contact(),
+                contact_id,
                 channel: fastrand::i32(1..=4),
                 status: status as i32,
                 occurred_at: Some(timestamp(Millis(now.0 - fastrand::i64(0..86_400_000)))),

@@ -183,7 +183,7 @@ impl<S: Store> Engine<S> {
         }
         let op = CommitOp {
             key: group.key.clone(),
-            expected: snapshot.record.map(|r| r.version),
+            expected: snapshot.version,
             value: codec::encode_profile(&profile),
             markers: fresh,
         };

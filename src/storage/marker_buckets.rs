@@ -134,15 +134,15 @@ impl MarkerLayout {
         (generation as i64 + 1) * self.span_ms + self.window_ms
     }
 
-    /// Live generations and their levels, newest first.
-    pub fn live(&self, now: Millis) -> Vec<(u32, Levels)> {
-        let levels = self.levels.read().unwrap_or_else(|e| e.into_inner());
-        levels
-            .iter()
+    /// The generations whose markers are still within the window at `now`.
+    pub fn live_range(&self, now: Millis) -> std::ops::RangeInclusive<u32> {
+        let current = self.generation(now);
+        let oldest = (0..=current)
             .rev()
-            .filter(|&(&g, _)| self.expires_at(g) > now.0)
-            .map(|(&g, l)| (g, l.clone()))
-            .collect()
+            .take_while(|&g| self.expires_at(g) > now.0)
+            .last()
+            .unwrap_or(current);
+        oldest..=current
     }
 
     /// Generations whose markers have all expired (with a grace period).
@@ -159,6 +159,12 @@ impl MarkerLayout {
     pub fn previous(&self, generation: u32) -> Option<u32> {
         let levels = self.levels.read().unwrap_or_else(|e| e.into_inner());
         levels.range(..generation).next_back().map(|(&g, _)| g)
+    }
+
+    /// Levels of a generation's buckets (empty if nothing spilled into it).
+    pub fn levels(&self, generation: u32) -> Levels {
+        let levels = self.levels.read().unwrap_or_else(|e| e.into_inner());
+        levels.get(&generation).cloned().unwrap_or_default()
     }
 
     pub fn set_levels(&self, generation: u32, levels: Levels) {

@@ -10,8 +10,8 @@ pub mod codec;
 pub(crate) mod group_commit;
 mod keys;
 mod marker_buckets;
+mod sled_record;
 mod sled_store;
-mod sled_writer;
 
 use std::future::Future;
 
@@ -33,7 +33,11 @@ pub struct Record {
 /// A contact's record and which of the asked-for dedupe markers exist.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
+    /// The contact's profile; `None` if it never existed or was erased.
     pub record: Option<Record>,
+    /// What to compare-and-swap against: the record's version, also for an
+    /// erased contact whose markers remain; `None` if nothing is stored.
+    pub version: Option<Version>,
     /// One flag per marker asked for, in order.
     pub seen: Vec<bool>,
 }

@@ -1,0 +1,130 @@
+//! What the sled store keeps under a contact's key: the version, the encoded
+//! profile, and the contact's own recent dedupe markers. Keeping the markers
+//! in the record makes "apply these events once" a single-key
+//! compare-and-swap, the cheapest atomic write sled has, and a lookup costs
+//! no extra read. A contact with more than [`INLINE_MARKERS`] live markers
+//! spills the rest into the shared buckets (`marker_buckets`).
+
+use std::ops::RangeInclusive;
+
+use serde::{Deserialize, Serialize};
+
+use crate::storage::{DedupeKey, Version, marker_buckets};
+
+/// Live markers a record holds before new ones spill to the buckets (1 KiB
+/// of suffixes at most): enough for the events of nearly every contact
+/// within a dedupe window, so that almost every write stays a single-key
+/// compare-and-swap. A spill costs a transaction, which takes sled's global
+/// write lock.
+pub const INLINE_MARKERS: usize = 128;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredRecord {
+    pub version: Version,
+    /// The encoded profile; `None` once the contact is erased (its markers
+    /// stay, so that a redelivered old event cannot bring it back).
+    pub profile: Option<Vec<u8>>,
+    /// Marker suffixes by generation, each list sorted.
+    pub markers: Vec<(u32, Vec<u64>)>,
+    /// Generations in which this contact's markers spilled to the buckets.
+    pub spilled: Vec<u32>,
+}
+
+pub fn suffix(marker: &DedupeKey) -> u64 {
+    u64::from_be_bytes(marker_buckets::suffix(marker))
+}
+
+impl StoredRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("record serializes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        postcard::from_bytes(bytes).map_err(|e| format!("record does not decode: {e}"))
+    }
+
+    /// Whether `marker` is held inline in one of the `live` generations.
+    pub fn holds(&self, live: &RangeInclusive<u32>, marker: &DedupeKey) -> bool {
+        let suffix = suffix(marker);
+        self.markers
+            .iter()
+            .any(|(g, suffixes)| live.contains(g) && suffixes.binary_search(&suffix).is_ok())
+    }
+
+    /// Live generations this contact spilled markers into.
+    pub fn spilled_in<'a>(
+        &'a self,
+        live: &'a RangeInclusive<u32>,
+    ) -> impl Iterator<Item = u32> + 'a {
+        self.spilled.iter().copied().filter(|g| live.contains(g))
+    }
+
+    /// Drops generations that are no longer live.
+    pub fn prune(&mut self, live: &RangeInclusive<u32>) {
+        self.markers.retain(|(g, _)| live.contains(g));
+        self.spilled.retain(|g| live.contains(g));
+    }
+
+    pub fn inline_count(&self) -> usize {
+        self.markers.iter().map(|(_, s)| s.len()).sum()
+    }
+
+    /// Adds markers to `generation` inline.
+    pub fn add_inline(&mut self, generation: u32, markers: &[DedupeKey]) {
+        let slot = match self.markers.iter().position(|(g, _)| *g == generation) {
+            Some(i) => i,
+            None => {
+                self.markers.push((generation, Vec::new()));
+                self.markers.len() - 1
+            }
+        };
+        let suffixes = &mut self.markers[slot].1;
+        for marker in markers {
+            let s = suffix(marker);
+            if let Err(i) = suffixes.binary_search(&s) {
+                suffixes.insert(i, s);
+            }
+        }
+    }
+
+    pub fn mark_spilled(&mut self, generation: u32) {
+        if !self.spilled.contains(&generation) {
+            self.spilled.push(generation);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{ContactKey, Tenant};
+
+    #[test]
+    fn inline_markers_round_trip_and_expire_by_generation() {
+        let key = ContactKey::new(&Tenant::default(), "c");
+        let m: Vec<DedupeKey> = (0..5)
+            .map(|i| DedupeKey::new(&key, &format!("e{i}")))
+            .collect();
+        let mut record = StoredRecord {
+            version: 3,
+            profile: Some(vec![2, 0, 0]),
+            ..StoredRecord::default()
+        };
+        record.add_inline(10, &m[..3]);
+        record.add_inline(11, &m[3..]);
+        record.add_inline(11, &m[3..]);
+        assert_eq!(record.inline_count(), 5);
+        let decoded = StoredRecord::decode(&record.encode()).unwrap();
+        assert_eq!(decoded, record);
+        assert!(decoded.holds(&(10..=11), &m[0]) && decoded.holds(&(11..=11), &m[4]));
+        assert!(
+            !decoded.holds(&(11..=11), &m[0]),
+            "generation 10 is no longer live"
+        );
+        let mut pruned = decoded;
+        pruned.mark_spilled(10);
+        pruned.prune(&(11..=11));
+        assert_eq!(pruned.inline_count(), 2);
+        assert!(pruned.spilled.is_empty());
+    }
+}
