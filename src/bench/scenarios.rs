@@ -209,8 +209,15 @@ impl Target {
                 .await
                 .map(|_| 1),
             Scenario::RecordEvents => {
+                let per_contact = self.bulk_per_contact.max(1);
+                let mut contact = String::new();
                 let events: Vec<_> = (0..self.bulk_size)
-                    .map(|k| self.event(worker, seq, k))
+                    .map(|k| {
+                        if k % per_contact == 0 {
+                            contact = self.random_contact();
+                        }
+                        self.event_for(contact.clone(), worker, seq, k)
+                    })
                     .collect();
                 let reply = client
                     .record_events(tokio_stream::iter(events))
