@@ -42,13 +42,15 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<Findings> {
     let mut findings = Findings {
         machine: machine(),
         settings: format!(
-            "{} connections x {} in flight, {:?} warm-up + {:?} per run, {} rounds (medians), bulk streams of {} events",
+            "{} connections x {} in flight, {:?} warm-up + {:?} per run, {} rounds (medians), \
+             uniformly random contacts, bulk streams of {} events ({} consecutive per contact)",
             spec.load.connections,
             spec.load.in_flight,
             spec.load.warmup,
             spec.load.duration,
             spec.rounds,
-            spec.bulk_size
+            spec.bulk_size,
+            spec.bulk_per_contact
         ),
         ..Findings::default()
     };
