@@ -166,4 +166,3 @@ pub fn profile_bytes_after(events: u64) -> usize {
     }
     codec::encode_profile(&profile).len()
 }
-
