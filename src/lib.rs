@@ -23,6 +23,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod grpc;
+pub mod providers;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

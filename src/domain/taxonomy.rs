@@ -96,6 +96,27 @@ impl Status {
         }
     }
 
+    pub const ALL: [Status; 13] = [
+        Status::Sent,
+        Status::Delivered,
+        Status::PendingRetry,
+        Status::BouncedHard,
+        Status::BlockedCompliance,
+        Status::SenderError,
+        Status::OptOut,
+        Status::OptIn,
+        Status::Complaint,
+        Status::Unconfirmed,
+        Status::Opened,
+        Status::Clicked,
+        Status::Replied,
+    ];
+
+    /// The status named as in the proto without its prefix, e.g. `BOUNCED_HARD`.
+    pub fn from_name(name: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Status::Sent => "SENT",
