@@ -107,10 +107,24 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    let admin = match config.admin_addr().map_err(anyhow::Error::msg)? {
+        Some(admin_addr) => {
+            let admin = tokio::net::TcpListener::bind(admin_addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on admin_listen {admin_addr}: {e}"))?;
+            tracing::info!(addr = %admin.local_addr()?, "admin port (metrics, livez, readyz)");
+            Some(admin)
+        }
+        None => None,
+    };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
     // One machine-readable line on stdout, for scripts and tests that ask for port 0.
     println!("reach listening on {addr}");
-    server::serve(config, listener, shutdown_signal()).await
+    let listeners = server::Listeners {
+        grpc: listener,
+        admin,
+    };
+    server::serve_with(config, listeners, shutdown_signal()).await
 }
 
 /// Resolves on SIGTERM or SIGINT.

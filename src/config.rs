@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     domain::{EventLimits, ScoringModel},
+    providers::ProvidersConfig,
     storage::SledConfig,
 };
 
@@ -25,6 +26,9 @@ use crate::{
 pub struct Config {
     /// Address the gRPC server listens on.
     pub listen: SocketAddr,
+    /// Address of the admin HTTP port (`/metrics`, `/livez`, `/readyz`);
+    /// empty to disable it.
+    pub admin_listen: String,
     /// Directory of the embedded store.
     pub data_dir: PathBuf,
     /// How long in-flight calls may run after SIGTERM before they are cut.
@@ -38,6 +42,7 @@ pub struct Config {
     pub store: SledConfig,
     pub limits: EventLimits,
     pub scoring: ScoringModel,
+    pub providers: ProvidersConfig,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +57,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            admin_listen: "127.0.0.1:9464".into(),
             data_dir: PathBuf::from("./reach-data"),
             shutdown_grace: Duration::from_secs(10),
             maintenance_interval: Duration::from_secs(600),
@@ -59,6 +65,7 @@ impl Default for Config {
             store: SledConfig::default(),
             limits: EventLimits::default(),
             scoring: ScoringModel::default(),
+            providers: ProvidersConfig::default(),
         }
     }
 }
@@ -102,7 +109,21 @@ impl Config {
         if self.limits.max_id_bytes == 0 {
             return Err("limits.max_id_bytes must be positive".into());
         }
+        self.admin_addr()?;
+        // Tables are data: a broken one is a configuration error, found now.
+        crate::providers::Providers::load(self.providers.clone())?;
         Ok(())
+    }
+
+    /// The admin port's address, `None` if disabled.
+    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, String> {
+        if self.admin_listen.trim().is_empty() {
+            return Ok(None);
+        }
+        self.admin_listen
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("admin_listen {:?}: {e}", self.admin_listen))
     }
 
     /// The effective configuration as TOML, for `reach serve --print-config`.
@@ -142,24 +163,35 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own signature
     fn rejects_unknown_keys_and_bad_values() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("reach.toml");
-        std::fs::write(&file, "[scoring]\nhalf_lfe = \"14d\"\n").unwrap();
-        assert!(
-            Config::load(Some(&file), &Overrides::default())
-                .unwrap_err()
-                .contains("half_lfe")
-        );
-        std::fs::write(&file, "[scoring]\nsuppress_after_hard_fails = 0\n").unwrap();
-        assert!(Config::load(Some(&file), &Overrides::default()).is_err());
-        assert!(
-            Config::load(
-                Some(&dir.path().join("missing.toml")),
-                &Overrides::default()
-            )
-            .is_err()
-        );
+        // In a Jail too: the other test's environment must not leak in.
+        figment::Jail::expect_with(|jail| {
+            let file = jail.directory().join("reach.toml");
+            let load = |text: &str| {
+                std::fs::write(&file, text).unwrap();
+                Config::load(Some(&file), &Overrides::default())
+            };
+            assert!(
+                load("[scoring]\nhalf_lfe = \"14d\"\n")
+                    .unwrap_err()
+                    .contains("half_lfe")
+            );
+            assert!(load("[scoring]\nsuppress_after_hard_fails = 0\n").is_err());
+            assert!(
+                load("admin_listen = \"not an address\"\n")
+                    .unwrap_err()
+                    .contains("admin_listen")
+            );
+            assert!(
+                load("[providers]\ntables_dir = \"/does/not/exist\"\n")
+                    .unwrap_err()
+                    .contains("tables_dir")
+            );
+            let missing = jail.directory().join("missing.toml");
+            assert!(Config::load(Some(&missing), &Overrides::default()).is_err());
+            Ok(())
+        });
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub enum Error {
     /// Concurrent writers to one contact kept conflicting; nothing was written.
     #[error("contact {0:?} is being updated concurrently, retry")]
     Contention(String),
+    /// The mapping tables on disk do not load; the tables in force stay.
+    #[error("provider tables not reloaded: {0}")]
+    BadTables(String),
     /// The store is still opening.
     #[error("the store is not open yet")]
     NotReady,

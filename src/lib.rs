@@ -17,6 +17,7 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("reachability_descriptor");
 }
+pub mod admin;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -1,10 +1,14 @@
 //! Assembles and runs the gRPC server: health and reflection first, the
-//! store opened in the background (health NOT_SERVING until it is), and a
-//! graceful shutdown that drains calls and flushes the store.
+//! store opened in the background (health NOT_SERVING until it is), the
+//! admin HTTP port, SIGHUP to reload the provider tables, and a graceful
+//! shutdown that drains calls and flushes the store.
 
 use std::{
     future::Future,
-    sync::{Arc, OnceLock},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -14,23 +18,57 @@ use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
+    admin,
     config::Config,
     domain::Millis,
     engine::Engine,
     grpc::ReachabilityApi,
     proto::{self, reachability_service_server::ReachabilityServiceServer},
+    providers::Providers,
     storage::{SledStore, Store},
 };
 
 type Api = ReachabilityServiceServer<ReachabilityApi<SledStore>>;
 
-/// Serves on `listener` until `shutdown` resolves, then drains in-flight calls
-/// (for at most `config.shutdown_grace`) and flushes the store.
+/// The sockets reach serves on, bound by the caller (port 0 in tests).
+pub struct Listeners {
+    pub grpc: TcpListener,
+    /// The admin HTTP port (`/metrics`, `/livez`, `/readyz`), if enabled.
+    pub admin: Option<TcpListener>,
+}
+
+/// Serves gRPC on `listener` (no admin port) until `shutdown` resolves.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let listeners = Listeners {
+        grpc: listener,
+        admin: None,
+    };
+    serve_with(config, listeners, shutdown).await
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight calls (for at
+/// most `config.shutdown_grace`) and flushes the store.
+pub async fn serve_with(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    admin::metrics_handle();
+    let providers =
+        Arc::new(Providers::load(config.providers.clone()).map_err(anyhow::Error::msg)?);
+    let ready = Arc::new(AtomicBool::new(false));
+    let (admin_stop, admin_stopped) = oneshot::channel::<()>();
+    let admin_task = listeners.admin.map(|listener| {
+        tokio::spawn(admin::serve(listener, ready.clone(), async {
+            let _ = admin_stopped.await;
+        }))
+    });
+    let reloader = tokio::spawn(reload_on_sighup(providers.clone()));
+    let listener = listeners.grpc;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
 
@@ -44,8 +82,10 @@ pub async fn serve(
     let (failed_tx, failed_rx) = oneshot::channel();
     let opener = tokio::spawn(open_store(
         config.clone(),
+        providers,
         slot.clone(),
         health.clone(),
+        ready.clone(),
         failed_tx,
     ));
 
@@ -72,6 +112,7 @@ pub async fn serve(
         Ok(error) = failed_rx => Some(error),
     };
     tracing::info!("shutting down: draining in-flight calls");
+    ready.store(false, Ordering::SeqCst);
     set_health(&health, ServingStatus::NotServing).await;
     let _ = stop_tx.send(());
     if tokio::time::timeout(config.shutdown_grace, &mut server)
@@ -79,6 +120,11 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!(grace = ?config.shutdown_grace, "calls still running after the grace period, dropping them");
+    }
+    reloader.abort();
+    let _ = admin_stop.send(());
+    if let Some(task) = admin_task {
+        let _ = task.await;
     }
     if let Ok(Some(maintenance)) = opener.await {
         // Awaited, not just aborted: the task holds the store, which must be
@@ -123,8 +169,10 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
 /// SERVING. Returns the background maintenance task, if the store opened.
 async fn open_store(
     config: Config,
+    providers: Arc<Providers>,
     slot: Arc<OnceLock<Engine<SledStore>>>,
     health: HealthReporter,
+    ready: Arc<AtomicBool>,
     failed: oneshot::Sender<anyhow::Error>,
 ) -> Option<JoinHandle<()>> {
     let dir = config.data_dir.clone();
@@ -144,13 +192,43 @@ async fn open_store(
             return None;
         }
     };
-    let engine = Engine::new(store.clone(), config.scoring.clone(), config.limits.clone());
+    let engine = Engine::new(
+        store.clone(),
+        config.scoring.clone(),
+        config.limits.clone(),
+        providers,
+    );
     if slot.set(engine).is_err() {
         return None;
     }
     set_health(&health, ServingStatus::Serving).await;
+    ready.store(true, Ordering::SeqCst);
     tracing::info!(data_dir = %config.data_dir.display(), "store open, serving");
     Some(tokio::spawn(maintain(store, config.maintenance_interval)))
+}
+
+/// Re-reads the provider tables on every SIGHUP; a bad table leaves the
+/// tables in force and says why in the log.
+async fn reload_on_sighup(providers: Arc<Providers>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match providers.reload() {
+                Ok(tables) => {
+                    tracing::info!(tables = tables.len(), "provider tables reloaded on SIGHUP")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "provider tables not reloaded, the old ones stay")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = providers;
 }
 
 async fn maintain<S: Store>(store: Arc<S>, every: Duration) {

@@ -164,6 +164,7 @@ async fn a_second_server_on_the_same_data_dir_fails_cleanly() {
     let out = Command::new(env!("CARGO_BIN_EXE_reach"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        .env("REACH_ADMIN_LISTEN", "")
         .output()
         .unwrap();
     assert!(!out.status.success());

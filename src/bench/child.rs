@@ -42,6 +42,7 @@ impl ServerProcess {
         let mut child = Command::new(std::env::current_exe()?)
             .args(args)
             .env("RUST_LOG", "warn")
+            .env("REACH_ADMIN_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -91,19 +91,10 @@ impl<S: Store> Engine<S> {
     /// Records validated events, durably: one read pass and one atomic
     /// compare-and-swap per contact for the whole batch.
     pub async fn record_batch(&self, tenant: &Tenant, events: &[Valid]) -> Result<BatchOutcome> {
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        let mut groups: Vec<Group> = Vec::new();
-        for event in events {
-            let i = *index.entry(&event.0.contact_id).or_insert_with(|| {
-                groups.push(Group::new(ContactKey::new(tenant, &event.0.contact_id)));
-                groups.len() - 1
-            });
-            groups[i].push(event);
-        }
-        let duplicates = self.apply(groups, Millis::now()).await?;
+        let duplicates = self.apply_events(tenant, events).await?;
         self.store.sync().await?;
         let mut outcome = BatchOutcome::default();
-        for duplicate in duplicates.into_iter().flatten() {
+        for duplicate in duplicates {
             if duplicate {
                 outcome.duplicates += 1;
             } else {
@@ -111,6 +102,36 @@ impl<S: Store> Engine<S> {
             }
         }
         Ok(outcome)
+    }
+
+    /// Applies events not recorded before, grouped by contact; returns, in
+    /// input order, whether each was a duplicate. Not yet durable: callers
+    /// `sync` once for everything they wrote.
+    pub(crate) async fn apply_events(
+        &self,
+        tenant: &Tenant,
+        events: &[Valid],
+    ) -> Result<Vec<bool>> {
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut groups: Vec<Group> = Vec::new();
+        let mut positions: Vec<Vec<usize>> = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            let g = *index.entry(&event.0.contact_id).or_insert_with(|| {
+                groups.push(Group::new(ContactKey::new(tenant, &event.0.contact_id)));
+                positions.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(event);
+            positions[g].push(i);
+        }
+        let per_group = self.apply(groups, Millis::now()).await?;
+        let mut duplicates = vec![false; events.len()];
+        for (flags, at) in per_group.into_iter().zip(positions) {
+            for (flag, i) in flags.into_iter().zip(at) {
+                duplicates[i] = flag;
+            }
+        }
+        Ok(duplicates)
     }
 
     /// Applies every group's events not recorded before; returns, per group

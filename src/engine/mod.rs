@@ -3,11 +3,13 @@
 //! questions. gRPC handlers are thin wrappers around this.
 
 mod ingest;
+mod provider_ingest;
 mod striped_locks;
 
 use std::sync::Arc;
 
 pub use ingest::{BatchOutcome, RejectedEvent, Valid};
+pub use provider_ingest::{MAX_DEAD_LETTER_PAGE, ProviderOutcome, ReplayReport};
 
 use crate::{
     domain::{
@@ -16,6 +18,7 @@ use crate::{
         scoring::{assess, best_channel},
     },
     error::{Error, Result},
+    providers::Providers,
     storage::{ContactKey, Store, StoreError, Tenant, Version, codec},
 };
 
@@ -26,17 +29,28 @@ pub struct Engine<S> {
     store: Arc<S>,
     model: ScoringModel,
     limits: EventLimits,
+    providers: Arc<Providers>,
     locks: striped_locks::StripedLocks,
 }
 
 impl<S: Store> Engine<S> {
-    pub fn new(store: Arc<S>, model: ScoringModel, limits: EventLimits) -> Self {
+    pub fn new(
+        store: Arc<S>,
+        model: ScoringModel,
+        limits: EventLimits,
+        providers: Arc<Providers>,
+    ) -> Self {
         Engine {
             store,
             model,
             limits,
+            providers,
             locks: striped_locks::StripedLocks::new(1024),
         }
+    }
+
+    pub fn providers(&self) -> &Arc<Providers> {
+        &self.providers
     }
 
     pub fn store(&self) -> &Arc<S> {

@@ -60,6 +60,26 @@ pub fn channel_to(channel: domain::Channel) -> proto::Channel {
     }
 }
 
+pub fn status_to(status: domain::Status) -> proto::Status {
+    use domain::Status as D;
+    use proto::Status as P;
+    match status {
+        D::Sent => P::Sent,
+        D::Delivered => P::Delivered,
+        D::PendingRetry => P::PendingRetry,
+        D::BouncedHard => P::BouncedHard,
+        D::BlockedCompliance => P::BlockedCompliance,
+        D::SenderError => P::SenderError,
+        D::OptOut => P::Optout,
+        D::OptIn => P::Optin,
+        D::Complaint => P::Complaint,
+        D::Unconfirmed => P::Unconfirmed,
+        D::Opened => P::Opened,
+        D::Clicked => P::Clicked,
+        D::Replied => P::Replied,
+    }
+}
+
 fn status_from(field: &str, value: i32) -> Result<domain::Status, InvalidField> {
     use domain::Status as D;
     use proto::Status as P;

@@ -7,9 +7,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
     domain::{InvalidField, Millis},
-    engine::{Engine, Valid},
+    engine::{Engine, MAX_DEAD_LETTER_PAGE, Valid},
     error::Error,
-    grpc::convert,
+    grpc::{convert, providers},
     proto::{self, reachability_service_server::ReachabilityService},
     storage::{Store, Tenant},
 };
@@ -32,6 +32,22 @@ impl<S> ReachabilityApi<S> {
 }
 
 impl<S: Store> ReachabilityApi<S> {
+    async fn provider_event(
+        &self,
+        request: Request<proto::ProviderEventRequest>,
+        dry_run: bool,
+    ) -> Result<Response<proto::ProviderEventResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let request = providers::request_from(request.into_inner()).map_err(invalid)?;
+        let outcomes = engine
+            .record_provider_event(&tenant, request, dry_run)
+            .await?;
+        Ok(Response::new(proto::ProviderEventResponse {
+            results: outcomes.iter().map(providers::mapped_event).collect(),
+        }))
+    }
+
     fn engine(&self) -> Result<&Engine<S>, Status> {
         self.engine.get().ok_or_else(|| Error::NotReady.into())
     }
@@ -185,6 +201,81 @@ impl<S: Store> ReachabilityService for ReachabilityApi<S> {
         Ok(Response::new(convert::profile(
             contact_id, version, &profile,
         )))
+    }
+
+    async fn record_provider_event(
+        &self,
+        request: Request<proto::ProviderEventRequest>,
+    ) -> Result<Response<proto::ProviderEventResponse>, Status> {
+        self.provider_event(request, false).await
+    }
+
+    async fn map_provider_event(
+        &self,
+        request: Request<proto::ProviderEventRequest>,
+    ) -> Result<Response<proto::ProviderEventResponse>, Status> {
+        self.provider_event(request, true).await
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<proto::ListDeadLettersRequest>,
+    ) -> Result<Response<proto::ListDeadLettersResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let req = request.into_inner();
+        let page_size = if req.page_size == 0 {
+            100
+        } else {
+            req.page_size as usize
+        };
+        let (letters, next) = engine
+            .list_dead_letters(&tenant, &req.provider, &req.page_token, page_size)
+            .await?;
+        Ok(Response::new(proto::ListDeadLettersResponse {
+            dead_letters: letters.iter().map(providers::dead_letter).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        request: Request<proto::ReplayDeadLettersRequest>,
+    ) -> Result<Response<proto::ReplayDeadLettersResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let req = request.into_inner();
+        let limit = if req.limit == 0 {
+            MAX_DEAD_LETTER_PAGE
+        } else {
+            req.limit as usize
+        };
+        let report = engine
+            .replay_dead_letters(&tenant, &req.provider, &req.ids, limit)
+            .await?;
+        Ok(Response::new(proto::ReplayDeadLettersResponse {
+            recorded: report.recorded,
+            duplicates: report.duplicates,
+            still_unmapped: report.still_unmapped,
+            results: report
+                .outcomes
+                .iter()
+                .map(providers::mapped_event)
+                .collect(),
+        }))
+    }
+
+    async fn reload_provider_tables(
+        &self,
+        request: Request<proto::ReloadProviderTablesRequest>,
+    ) -> Result<Response<proto::ReloadProviderTablesResponse>, Status> {
+        let _tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let tables = engine.providers().reload().map_err(Error::BadTables)?;
+        tracing::info!(tables = tables.len(), "provider tables reloaded by RPC");
+        Ok(Response::new(proto::ReloadProviderTablesResponse {
+            tables: tables.iter().map(providers::table).collect(),
+        }))
     }
 
     async fn delete_contact(

@@ -16,6 +16,7 @@ impl From<Error> for Status {
             Error::NotFound(what) => Status::not_found(format!("{what} not found")),
             e @ Error::Contention(_) => Status::aborted(e.to_string()),
             e @ Error::NotReady => Status::unavailable(e.to_string()),
+            e @ Error::BadTables(_) => Status::failed_precondition(e.to_string()),
             Error::Store(e) => store_status(e),
         }
     }

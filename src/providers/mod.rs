@@ -3,6 +3,7 @@
 //! that classified it. An event no rule covers is reported as unmapped, for
 //! the dead-letter store; it is never guessed.
 
+mod dead_letter;
 mod native;
 mod parse;
 mod request;
@@ -16,6 +17,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use dead_letter::DeadLetter;
 pub use native::{NativeEvent, normalize_address};
 pub use request::{NativeFields, ProviderRequest};
 pub use table::{Rule, Table};

@@ -116,6 +116,30 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a contact's record (markers stay). Returns whether it existed.
     fn delete(&self, key: &ContactKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Stores a dead letter under `id` (overwriting one with the same id, so
+    /// a redelivered request is kept once). Durable after the next `sync`.
+    fn put_dead_letter(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        value: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` dead letters of `tenant` with ids after `after`, in id order.
+    fn list_dead_letters(
+        &self,
+        tenant: &Tenant,
+        after: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>, StoreError>> + Send;
+
+    /// Removes a dead letter; whether it existed.
+    fn delete_dead_letter(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Resolves once every write completed before the call is durable.
     /// Concurrent callers share one flush.
     fn sync(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

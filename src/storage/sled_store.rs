@@ -5,7 +5,8 @@
 //!   and the contact's recent dedupe markers;
 //! - `m generation bits bucket` -> markers that spilled out of records with
 //!   more than `INLINE_MARKERS` of them (see `marker_buckets`);
-//! - `g generation` -> that generation's bucket levels and marker count.
+//! - `g generation` -> that generation's bucket levels and marker count;
+//! - `d tenant 0x00 id` -> a dead-lettered provider event.
 //!
 //! Applying events is one compare-and-swap of the contact's record: sled's
 //! cheapest atomic write, which takes no global lock, so readers and writers
@@ -24,6 +25,7 @@ use crate::{
     domain::Millis,
     storage::{
         Commit, CommitOp, ContactKey, DedupeKey, LoadRequest, Record, Snapshot, Store, StoreError,
+        Tenant,
         group_commit::GroupCommit,
         marker_buckets::{self, GenerationMeta, MarkerLayout},
         sled_record::{INLINE_MARKERS, StoredRecord},
@@ -58,6 +60,7 @@ pub struct SledStore {
 }
 
 const RECORD_PREFIX: u8 = b'p';
+const DEAD_LETTER_PREFIX: u8 = b'd';
 /// Keys removed per batch when dropping a generation of spilled markers.
 const EXPIRY_CHUNK: usize = 10_000;
 
@@ -71,16 +74,20 @@ pub(super) fn to_store_error(e: sled::Error) -> StoreError {
     }
 }
 
-/// `p tenant 0x00 contact_id`: the tenant alphabet excludes 0x00, so keys of
+/// `prefix tenant 0x00 name`: the tenant alphabet excludes 0x00, so keys of
 /// different tenants never collide and a tenant's keys share a prefix.
-fn record_key(key: &ContactKey) -> Vec<u8> {
-    let (tenant, contact) = (key.tenant.as_str().as_bytes(), key.contact_id.as_bytes());
-    let mut bytes = Vec::with_capacity(2 + tenant.len() + contact.len());
-    bytes.push(RECORD_PREFIX);
+fn tenant_key(prefix: u8, tenant: &Tenant, name: &str) -> Vec<u8> {
+    let (tenant, name) = (tenant.as_str().as_bytes(), name.as_bytes());
+    let mut bytes = Vec::with_capacity(2 + tenant.len() + name.len());
+    bytes.push(prefix);
     bytes.extend_from_slice(tenant);
     bytes.push(0);
-    bytes.extend_from_slice(contact);
+    bytes.extend_from_slice(name);
     bytes
+}
+
+fn record_key(key: &ContactKey) -> Vec<u8> {
+    tenant_key(RECORD_PREFIX, &key.tenant, &key.contact_id)
 }
 
 impl SledStore {
@@ -398,6 +405,52 @@ impl Store for SledStore {
         }
     }
 
+    async fn put_dead_letter(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        self.tree
+            .insert(tenant_key(DEAD_LETTER_PREFIX, tenant, id), value)
+            .map(drop)
+            .map_err(to_store_error)
+    }
+
+    async fn list_dead_letters(
+        &self,
+        tenant: &Tenant,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = tenant_key(DEAD_LETTER_PREFIX, tenant, "");
+        let mut start = tenant_key(DEAD_LETTER_PREFIX, tenant, after);
+        if !after.is_empty() {
+            // Strictly after `after`.
+            start.push(0);
+        }
+        let mut letters = Vec::new();
+        for entry in self.tree.range(start..) {
+            let (key, value) = entry.map_err(to_store_error)?;
+            let Some(id) = key.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            if letters.len() == limit {
+                break;
+            }
+            letters.push((String::from_utf8_lossy(id).into_owned(), value.to_vec()));
+        }
+        Ok(letters)
+    }
+
+    async fn delete_dead_letter(&self, tenant: &Tenant, id: &str) -> Result<bool, StoreError> {
+        let old = self
+            .tree
+            .remove(tenant_key(DEAD_LETTER_PREFIX, tenant, id))
+            .map_err(to_store_error)?;
+        Ok(old.is_some())
+    }
+
     async fn sync(&self) -> Result<(), StoreError> {
         self.group.sync().await.map_err(StoreError::Unavailable)
     }
@@ -421,7 +474,7 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{Tenant, Version};
+    use crate::storage::Version;
 
     const DAY: i64 = 86_400_000;
 
@@ -495,6 +548,30 @@ mod tests {
         assert_eq!((erased.record, erased.version), (None, Some(4)));
         let revived = s.commit_many(vec![op(&key, Some(4), b"e", &[])], now).await;
         assert_eq!(revived.unwrap(), [Commit::Applied(5)]);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_page_by_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (a, b) = (Tenant::default(), Tenant::new("other").unwrap());
+        for id in ["c", "a", "b"] {
+            s.put_dead_letter(&a, id, id.as_bytes()).await.unwrap();
+        }
+        s.put_dead_letter(&b, "z", b"z").await.unwrap();
+        let page = s.list_dead_letters(&a, "", 2).await.unwrap();
+        assert_eq!(
+            page,
+            [
+                ("a".to_string(), b"a".to_vec()),
+                ("b".to_string(), b"b".to_vec())
+            ]
+        );
+        let rest = s.list_dead_letters(&a, "b", 10).await.unwrap();
+        assert_eq!(rest, [("c".to_string(), b"c".to_vec())]);
+        assert!(s.delete_dead_letter(&a, "a").await.unwrap());
+        assert!(!s.delete_dead_letter(&a, "a").await.unwrap());
+        assert_eq!(s.list_dead_letters(&b, "", 10).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
