@@ -133,7 +133,7 @@ impl Table {
                     .get(key)
                     .map(|v| v.trim().to_lowercase())
                     .unwrap_or_default();
-                values.iter().any(|v| *v == value)
+                values.contains(&value)
             })
         })
     }

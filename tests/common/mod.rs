@@ -30,6 +30,8 @@ pub const DAY_MS: i64 = 86_400_000;
 /// A server running inside the test process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin HTTP port (`/metrics`, `/livez`, `/readyz`).
+    pub admin: SocketAddr,
     pub config: Config,
     dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -53,17 +55,28 @@ impl TestServer {
     }
 
     async fn start_in(dir: TempDir, config: Config) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().unwrap();
+        let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+        let (listener, admin_listener) = (bind().await.expect("bind"), bind().await.expect("bind"));
+        let (addr, admin) = (
+            listener.local_addr().unwrap(),
+            admin_listener.local_addr().unwrap(),
+        );
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(reach::server::serve(config.clone(), listener, async {
-            let _ = stopped.await;
-        }));
+        let listeners = reach::server::Listeners {
+            grpc: listener,
+            admin: Some(admin_listener),
+        };
+        let task = tokio::spawn(reach::server::serve_with(
+            config.clone(),
+            listeners,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         wait_serving(addr).await;
         TestServer {
             addr,
+            admin,
             config,
             dir,
             stop: Some(stop),
@@ -107,6 +120,28 @@ impl Drop for TestServer {
     }
 }
 
+/// GET `path` on a local HTTP port; returns the status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect admin");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// The real `reach` binary in a child process.
 pub struct ProcessServer {
     pub addr: SocketAddr,
@@ -116,11 +151,16 @@ pub struct ProcessServer {
 
 impl ProcessServer {
     pub async fn start(data_dir: &Path) -> Self {
+        Self::start_with_env(data_dir, &[]).await
+    }
+
+    pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_reach"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
             .env("REACH_ADMIN_LISTEN", "127.0.0.1:0")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -155,6 +195,15 @@ impl ProcessServer {
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("reap");
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`...).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .expect("kill");
     }
 
     /// SIGTERM, then waits for the exit code.

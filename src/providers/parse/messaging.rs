@@ -84,7 +84,7 @@ pub fn plivo(raw: &RawBody) -> Result<Vec<NativeEvent>, String> {
     // Plivo sends 000 or nothing when there is no error.
     event.set(
         "error_code",
-        field(&pairs, &["ErrorCode"]).filter(|c| c.trim_start_matches('0') != ""),
+        field(&pairs, &["ErrorCode"]).filter(|c| !c.trim_start_matches('0').is_empty()),
     );
     event.payload = Payload::Form(pairs);
     Ok(vec![event])
