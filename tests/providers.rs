@@ -619,3 +619,28 @@ async fn sighup_reloads_the_tables() {
     }
     panic!("SIGHUP did not reload the tables");
 }
+
+#[test]
+fn docs_list_every_rule_of_every_table() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/providers.md")).unwrap();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/providers/tables");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let provider = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let table =
+            reach::providers::Table::parse(&provider, &std::fs::read_to_string(&path).unwrap())
+                .unwrap();
+        assert!(
+            docs.contains(&format!("### `{provider}`")),
+            "docs/providers.md has no section for {provider}"
+        );
+        for rule in table.rules() {
+            assert!(
+                docs.contains(&format!("| `{}` |", rule.id)),
+                "docs/providers.md does not list {provider}/{}",
+                rule.id
+            );
+        }
+    }
+}
