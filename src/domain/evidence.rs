@@ -52,6 +52,19 @@ impl Evidence {
         *self.slot(kind) += weight;
     }
 
+    /// Withdraws one event of `kind` at `at` added before (a correction,
+    /// e.g. an UNCONFIRMED replaced by the receipt that arrived late).
+    pub fn remove(&mut self, kind: Kind, at: Millis, half_life_ms: f64) {
+        let Some(anchor) = self.anchor else { return };
+        let weight = decay((anchor.0 - at.0) as f64, half_life_ms);
+        let slot = self.slot(kind);
+        // Floating point leaves dust where the event was: clamp it away.
+        *slot = (*slot - weight).max(0.0);
+        if *slot < 1e-12 {
+            *slot = 0.0;
+        }
+    }
+
     /// The sums as seen at `now`. Events after `now` weigh more than 1; callers
     /// evaluate at or after the events they want counted.
     pub fn at(&self, now: Millis, half_life_ms: f64) -> Evidence {

@@ -3,6 +3,8 @@
 
 pub mod event;
 pub mod evidence;
+pub mod latency;
+pub mod message;
 pub mod model;
 pub mod profile;
 pub mod scoring;

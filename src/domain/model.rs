@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Channel, suppression::RECENT_HARD_FAILS};
+use crate::domain::{Channel, suppression::RECENT_FAILS};
 
 /// Parameters of the scoring model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -22,6 +22,9 @@ pub struct ScoringModel {
     pub unconfirmed_weight: f64,
     /// Consecutive hard fails (since the last delivery or opt-in) that suppress a channel.
     pub suppress_after_hard_fails: u32,
+    /// Soft failures in a row that count as one hard fail toward suppression
+    /// (0: soft failures never escalate).
+    pub soft_fails_per_hard_fail: u32,
     /// Decayed evidence at which confidence reaches 0.5: confidence = n / (n + this).
     pub confidence_half_evidence: f64,
     /// Prior mean of the engagement rate (opens, clicks, replies per delivery).
@@ -69,6 +72,7 @@ impl Default for ScoringModel {
             soft_fail_weight: 0.25,
             unconfirmed_weight: 0.5,
             suppress_after_hard_fails: 3,
+            soft_fails_per_hard_fail: 5,
             confidence_half_evidence: 3.0,
             engagement_prior_mean: 0.2,
             engagement_prior_strength: 2.0,
@@ -121,7 +125,7 @@ impl ScoringModel {
                 ));
             }
         }
-        let max = RECENT_HARD_FAILS as u32;
+        let max = RECENT_FAILS as u32;
         if !(1..=max).contains(&self.suppress_after_hard_fails) {
             return Err(format!(
                 "scoring.suppress_after_hard_fails must be in 1..={max}"

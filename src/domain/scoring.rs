@@ -7,7 +7,7 @@
 use crate::domain::{
     Channel, ChannelState, ContactProfile, Millis, ScoringModel,
     evidence::Evidence,
-    suppression::{Suppression, suppression},
+    suppression::{FailureStreak, Suppression, suppression},
 };
 
 /// How reachable a contact is on one channel.
@@ -23,6 +23,7 @@ pub struct ChannelAssessment {
     pub suppression: Option<Suppression>,
     pub opted_out: bool,
     pub consecutive_hard_fails: u32,
+    pub consecutive_soft_fails: u32,
     pub engagement: f64,
     pub last_event: Option<Millis>,
     pub reasons: Vec<String>,
@@ -81,8 +82,17 @@ pub fn assess_channel(
     let beta = (1.0 - prior.prior_mean) * prior.prior_strength;
     let posterior = (alpha + ev.delivered) / (alpha + beta + amount);
 
-    let streak = state.hard_fails.streak();
-    let suppressed = suppression(&state.consent, streak, model.suppress_after_hard_fails);
+    let streak = FailureStreak::new(
+        state.hard_fails.streak(state.last_cleared),
+        state.soft_fails.streak(state.last_cleared),
+        model.soft_fails_per_hard_fail,
+    );
+    let suppressed = suppression(
+        &state.consent,
+        streak,
+        model.suppress_after_hard_fails,
+        model.soft_fails_per_hard_fail,
+    );
     let no_permission = channel == Channel::Push
         && model.push_requires_permission
         && state.consent.last_permission.is_none();
@@ -101,15 +111,23 @@ pub fn assess_channel(
     if let Some(counts) = counts_reason(state) {
         reasons.push(counts);
     }
-    match (&suppressed, streak.since) {
+    match (&suppressed, streak.hard.since) {
         (Some(s), _) => reasons.push(format!("suppressed: {s}")),
-        (None, Some(since)) if streak.count > 0 => reasons.push(format!(
+        (None, Some(since)) if streak.hard.count > 0 => reasons.push(format!(
             "{} consecutive hard bounce{} since {since} (suppression at {})",
-            streak.count,
-            plural(streak.count),
+            streak.hard.count,
+            plural(streak.hard.count),
             model.suppress_after_hard_fails
         )),
         _ => {}
+    }
+    if suppressed.is_none() && streak.soft.count > 0 && model.soft_fails_per_hard_fail > 0 {
+        reasons.push(format!(
+            "{} soft failure{} in a row (every {} count as one hard bounce)",
+            streak.soft.count,
+            plural(streak.soft.count),
+            model.soft_fails_per_hard_fail
+        ));
     }
     if no_permission {
         reasons.push("no push permission on record (no opt-in, delivery or engagement)".into());
@@ -137,7 +155,8 @@ pub fn assess_channel(
         confidence: amount / (amount + model.confidence_half_evidence),
         opted_out: state.consent.opted_out().is_some(),
         suppression: suppressed,
-        consecutive_hard_fails: streak.count,
+        consecutive_hard_fails: streak.hard.count,
+        consecutive_soft_fails: streak.soft.count,
         engagement,
         last_event: state.last_event,
         reasons,

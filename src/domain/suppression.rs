@@ -1,42 +1,45 @@
-//! When a channel must not be used for a contact: a streak of hard fails, a
+//! When a channel must not be used for a contact: a streak of failures, a
 //! spam complaint or an opt-out. All of it is decided by `occurred_at`, so the
 //! same events in any order give the same answer.
+//!
+//! A streak counts the failures at or after the latest clearing event (a
+//! delivery, an engagement or an opt-in). Hard fails count one each; soft
+//! failures escalate: every `soft_fails_per_hard_fail` of them in the streak
+//! count as one hard fail.
 
 use std::fmt;
 
 use crate::domain::Millis;
 
-/// How many of the most recent hard fails are kept exactly. Older ones are
-/// summarized (count, first, last), which keeps a contact's state bounded and
-/// the streak exact for any threshold up to this many.
-pub const RECENT_HARD_FAILS: usize = 10;
+/// How many of the most recent failures of each kind are kept exactly.
+/// Older ones are summarized (count, first, last), which keeps a contact's
+/// state bounded and the streak exact for any threshold up to this many.
+pub const RECENT_FAILS: usize = 10;
 
-/// Hard fails and the latest event that ended a streak (a delivery, an
-/// engagement or an opt-in).
+/// Failures of one kind (hard or soft) on one channel.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct HardFailLog {
-    pub last_cleared: Option<Millis>,
-    /// The most recent hard fails, oldest first.
+pub struct FailLog {
+    /// The most recent failures, oldest first.
     pub recent: Vec<Millis>,
-    /// Hard fails pushed out of `recent`, all older than every entry in it.
+    /// Failures pushed out of `recent`, all older than every entry in it.
     pub older: u32,
     pub older_first: Option<Millis>,
     pub older_last: Option<Millis>,
 }
 
-/// Hard fails since the streak was last cleared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Failures of one kind since the streak was last cleared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Streak {
     pub count: u32,
-    /// Time of the first hard fail of the streak.
+    /// Time of the first failure of the streak.
     pub since: Option<Millis>,
 }
 
-impl HardFailLog {
-    pub fn record_fail(&mut self, at: Millis) {
+impl FailLog {
+    pub fn record(&mut self, at: Millis) {
         let pos = self.recent.partition_point(|&t| t <= at);
         self.recent.insert(pos, at);
-        if self.recent.len() > RECENT_HARD_FAILS {
+        if self.recent.len() > RECENT_FAILS {
             let evicted = self.recent.remove(0);
             self.older += 1;
             self.older_first = Some(self.older_first.map_or(evicted, |t| t.min(evicted)));
@@ -44,20 +47,16 @@ impl HardFailLog {
         }
     }
 
-    pub fn record_clear(&mut self, at: Millis) {
-        self.last_cleared = Some(self.last_cleared.map_or(at, |t| t.max(at)));
-    }
-
-    /// Hard fails at or after the last clearing event. A fail with the same
-    /// timestamp as a delivery counts: on a tie the failure wins.
-    pub fn streak(&self) -> Streak {
-        let counts = |t: Millis| self.last_cleared.is_none_or(|c| t >= c);
+    /// Failures at or after `cleared`. A failure with the same timestamp as
+    /// a clearing event counts: on a tie the failure wins.
+    pub fn streak(&self, cleared: Option<Millis>) -> Streak {
+        let counts = |t: Millis| cleared.is_none_or(|c| t >= c);
         let in_recent: Vec<Millis> = self.recent.iter().copied().filter(|&t| counts(t)).collect();
         let older_counted = match (self.older_first, self.older_last) {
             (Some(first), _) if counts(first) => self.older,
-            // Some older fails count, some do not: the exact split was summarized
-            // away. Every recent fail counts then, so the streak is already past
-            // any threshold; report the lower bound.
+            // Some older failures count, some do not: the exact split was
+            // summarized away. Every recent one counts then, so the streak is
+            // already past any threshold; report the lower bound.
             (_, Some(last)) if counts(last) => 1,
             _ => 0,
         };
@@ -72,6 +71,40 @@ impl HardFailLog {
             count: in_recent.len() as u32 + older_counted,
             since,
         }
+    }
+}
+
+/// The failure streak of a channel, hard and soft together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FailureStreak {
+    pub hard: Streak,
+    pub soft: Streak,
+    /// Hard fails plus escalated soft failures: what suppression counts.
+    pub effective: u32,
+}
+
+impl FailureStreak {
+    pub fn new(hard: Streak, soft: Streak, soft_per_hard: u32) -> Self {
+        let escalated = if soft_per_hard == 0 {
+            0
+        } else {
+            soft.count / soft_per_hard
+        };
+        FailureStreak {
+            hard,
+            soft,
+            effective: hard.count + escalated,
+        }
+    }
+
+    /// When the streak began: its first counted failure.
+    pub fn since(&self) -> Option<Millis> {
+        let soft = if self.effective > self.hard.count {
+            self.soft.since
+        } else {
+            None
+        };
+        [self.hard.since, soft].into_iter().flatten().min()
     }
 }
 
@@ -104,9 +137,18 @@ impl Consent {
 /// Why a channel is suppressed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Suppression {
-    OptedOut { at: Millis },
-    Complained { at: Millis },
-    HardFails { count: u32, since: Millis },
+    OptedOut {
+        at: Millis,
+    },
+    Complained {
+        at: Millis,
+    },
+    Failures {
+        hard: u32,
+        soft: u32,
+        soft_per_hard: u32,
+        since: Millis,
+    },
 }
 
 impl fmt::Display for Suppression {
@@ -114,24 +156,43 @@ impl fmt::Display for Suppression {
         match self {
             Suppression::OptedOut { at } => write!(f, "opted out at {at}"),
             Suppression::Complained { at } => write!(f, "spam complaint at {at}"),
-            Suppression::HardFails { count, since } => {
-                write!(f, "{count} consecutive hard bounces since {since}")
+            Suppression::Failures {
+                hard,
+                soft,
+                soft_per_hard,
+                since,
+            } => {
+                if *soft_per_hard == 0 || *soft < *soft_per_hard {
+                    write!(f, "{hard} consecutive hard bounces since {since}")
+                } else {
+                    write!(
+                        f,
+                        "{hard} hard bounces and {soft} soft failures in a row (every {soft_per_hard} soft count as one hard) since {since}"
+                    )
+                }
             }
         }
     }
 }
 
 /// The suppression in force, most serious first.
-pub fn suppression(consent: &Consent, streak: Streak, threshold: u32) -> Option<Suppression> {
+pub fn suppression(
+    consent: &Consent,
+    streak: FailureStreak,
+    threshold: u32,
+    soft_per_hard: u32,
+) -> Option<Suppression> {
     if let Some(at) = consent.opted_out() {
         return Some(Suppression::OptedOut { at });
     }
     if let Some(at) = consent.complained() {
         return Some(Suppression::Complained { at });
     }
-    match streak.since {
-        Some(since) if streak.count >= threshold => Some(Suppression::HardFails {
-            count: streak.count,
+    match streak.since() {
+        Some(since) if streak.effective >= threshold => Some(Suppression::Failures {
+            hard: streak.hard.count,
+            soft: streak.soft.count,
+            soft_per_hard,
             since,
         }),
         _ => None,
@@ -142,41 +203,60 @@ pub fn suppression(consent: &Consent, streak: Streak, threshold: u32) -> Option<
 mod tests {
     use super::*;
 
+    fn log(times: &[i64]) -> FailLog {
+        let mut log = FailLog::default();
+        for &t in times {
+            log.record(Millis(t));
+        }
+        log
+    }
+
     #[test]
     fn streak_counts_fails_after_the_last_clear() {
-        let mut log = HardFailLog::default();
-        for t in [10, 20, 30] {
-            log.record_fail(Millis(t));
-        }
-        log.record_clear(Millis(15));
+        let log = log(&[10, 20, 30]);
         assert_eq!(
-            log.streak(),
+            log.streak(Some(Millis(15))),
             Streak {
                 count: 2,
                 since: Some(Millis(20))
             }
         );
-        log.record_clear(Millis(30));
-        assert_eq!(log.streak().count, 1, "a fail tied with a delivery counts");
+        assert_eq!(
+            log.streak(Some(Millis(30))).count,
+            1,
+            "a fail tied with a delivery counts"
+        );
+        assert_eq!(log.streak(None).count, 3);
     }
 
     #[test]
     fn streak_is_exact_beyond_the_recent_window() {
-        let mut log = HardFailLog::default();
-        for t in 0..25 {
-            log.record_fail(Millis(100 + t));
-        }
+        let log = log(&(100..125).collect::<Vec<_>>());
         assert_eq!(
-            log.streak(),
+            log.streak(None),
             Streak {
                 count: 25,
                 since: Some(Millis(100))
             }
         );
-        log.record_clear(Millis(50));
-        assert_eq!(log.streak().count, 25);
-        log.record_clear(Millis(1000));
-        assert_eq!(log.streak().count, 0);
+        assert_eq!(log.streak(Some(Millis(50))).count, 25);
+        assert_eq!(log.streak(Some(Millis(1000))).count, 0);
+    }
+
+    #[test]
+    fn soft_failures_escalate() {
+        let hard = log(&[50]).streak(None);
+        let soft = log(&[10, 20, 30, 40, 60]).streak(None);
+        let streak = FailureStreak::new(hard, soft, 5);
+        assert_eq!(streak.effective, 2);
+        assert_eq!(streak.since(), Some(Millis(10)));
+        assert_eq!(
+            FailureStreak::new(hard, soft, 0).effective,
+            1,
+            "0 turns escalation off"
+        );
+        let four = FailureStreak::new(Streak::default(), log(&[1, 2, 3, 4]).streak(None), 5);
+        assert_eq!((four.effective, four.since()), (0, None));
     }
 
     #[test]

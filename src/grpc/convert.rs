@@ -196,7 +196,7 @@ fn channel_profile(channel: domain::Channel, s: &ChannelState) -> proto::Channel
         decayed_engagement: ev.engaged,
         evidence_at: ev.anchor.map(timestamp),
         last_event_at: s.last_event.map(timestamp),
-        last_cleared_at: s.hard_fails.last_cleared.map(timestamp),
+        last_cleared_at: s.last_cleared.map(timestamp),
         last_opt_out_at: s.consent.last_opt_out.map(timestamp),
         last_opt_in_at: s.consent.last_opt_in.map(timestamp),
         last_complaint_at: s.consent.last_complaint.map(timestamp),

@@ -2,21 +2,27 @@
 //! postcard encoding. sled stores values at about three times their size, so
 //! every byte here costs three on disk: only channels with history are
 //! written, only non-zero counters and evidence, and times as distances
-//! back from the profile's latest time, which are short varints. The format
-//! byte lets later versions migrate old records on read.
+//! back from the profile's latest time, which are short varints.
+//!
+//! Formats: 2 (scores, consent, hard fails) is migrated on read to 3 (adds
+//! soft fails, the last route per channel and the contact's messages).
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Channel, ChannelState, ContactProfile, Millis};
+use crate::domain::{
+    Channel, ChannelState, ContactProfile, Millis, Status, message::MessageState, profile::Route,
+};
 
 /// Current format of stored profiles.
-pub const PROFILE_FORMAT: u8 = 2;
+pub const PROFILE_FORMAT: u8 = 3;
+const FORMAT_V2: u8 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Wire {
     /// The latest time in the profile; other times are stored as `base - t`.
     base: i64,
     channels: Vec<WireChannel>,
+    messages: Vec<WireMessage>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -28,14 +34,45 @@ struct WireChannel {
     evidence: Vec<(u8, f64)>,
     /// Times that are set: (slot, base - time).
     times: Vec<(u8, i64)>,
-    /// Recent hard fails, oldest first, as `base - time`.
+    /// Recent failures, oldest first, as `base - time`.
+    recent_hard_fails: Vec<i64>,
+    recent_soft_fails: Vec<i64>,
+    /// Carrier, country and `base - time` of the last route.
+    route: Option<(String, String, i64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireMessage {
+    id: String,
+    /// Index into `Channel::ALL`, [`NONE`] if unknown.
+    channel: u8,
+    /// (slot, base - time): sent, deadline, outcome, unconfirmed.
+    times: Vec<(u8, i64)>,
+    /// Index into `Status::ALL` of the outcome, [`NONE`] if none.
+    outcome: u8,
+    latency_ms: Option<i64>,
+}
+
+/// Format 2, read for migration only.
+#[derive(Deserialize)]
+struct WireV2 {
+    base: i64,
+    channels: Vec<WireChannelV2>,
+}
+
+#[derive(Deserialize)]
+struct WireChannelV2 {
+    channel: u8,
+    counts: Vec<(u8, u32)>,
+    evidence: Vec<(u8, f64)>,
+    times: Vec<(u8, i64)>,
     recent_hard_fails: Vec<i64>,
 }
 
-const COUNT_SLOTS: usize = 14;
-const TIME_SLOTS: usize = 9;
+const NONE: u8 = 255;
 
-fn counters(state: &mut ChannelState) -> [&mut u32; COUNT_SLOTS] {
+/// Counter slots; 0-13 are those of format 2.
+fn counters(state: &mut ChannelState) -> [&mut u32; 15] {
     let c = &mut state.counts;
     [
         &mut c.sent,
@@ -52,6 +89,7 @@ fn counters(state: &mut ChannelState) -> [&mut u32; COUNT_SLOTS] {
         &mut state.sender_side.blocked_compliance,
         &mut state.sender_side.sender_error,
         &mut state.hard_fails.older,
+        &mut state.soft_fails.older,
     ]
 }
 
@@ -66,56 +104,25 @@ fn evidence(state: &mut ChannelState) -> [&mut f64; 5] {
     ]
 }
 
-fn times(state: &mut ChannelState) -> [&mut Option<Millis>; TIME_SLOTS] {
+/// Time slots; 0-8 are those of format 2.
+fn times(state: &mut ChannelState) -> [&mut Option<Millis>; 11] {
     [
         &mut state.evidence.anchor,
         &mut state.last_event,
-        &mut state.hard_fails.last_cleared,
+        &mut state.last_cleared,
         &mut state.consent.last_opt_out,
         &mut state.consent.last_opt_in,
         &mut state.consent.last_complaint,
         &mut state.consent.last_permission,
         &mut state.hard_fails.older_first,
         &mut state.hard_fails.older_last,
+        &mut state.soft_fails.older_first,
+        &mut state.soft_fails.older_last,
     ]
 }
 
-pub fn encode_profile(profile: &ContactProfile) -> Vec<u8> {
-    let mut base = i64::MIN;
-    let mut channels = Vec::new();
-    for channel in Channel::ALL {
-        let Some(state) = profile.channel(channel) else {
-            continue;
-        };
-        let mut state = state.clone();
-        for t in times(&mut state).into_iter().flatten() {
-            base = base.max(t.0);
-        }
-        for t in &state.hard_fails.recent {
-            base = base.max(t.0);
-        }
-        channels.push((channel, state));
-    }
-    let base = if base == i64::MIN { 0 } else { base };
-    let wire = Wire {
-        base,
-        channels: channels
-            .into_iter()
-            .map(|(channel, mut state)| WireChannel {
-                channel: channel.index() as u8,
-                counts: sparse(counters(&mut state).map(|c| *c)),
-                evidence: sparse(evidence(&mut state).map(|e| *e)),
-                times: times(&mut state)
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(|(slot, t)| t.map(|t| (slot as u8, base - t.0)))
-                    .collect(),
-                recent_hard_fails: state.hard_fails.recent.iter().map(|t| base - t.0).collect(),
-            })
-            .collect(),
-    };
-    // Serializing plain structs into a Vec cannot fail.
-    postcard::to_extend(&wire, vec![PROFILE_FORMAT]).expect("profile serializes")
+fn message_times(m: &mut MessageState) -> [&mut Option<Millis>; 3] {
+    [&mut m.sent_at, &mut m.deadline, &mut m.unconfirmed_at]
 }
 
 fn sparse<T: Default + PartialEq + Copy, const N: usize>(values: [T; N]) -> Vec<(u8, T)> {
@@ -127,17 +134,107 @@ fn sparse<T: Default + PartialEq + Copy, const N: usize>(values: [T; N]) -> Vec<
         .collect()
 }
 
+/// The latest time anywhere in the profile.
+fn base_of(profile: &ContactProfile) -> i64 {
+    let mut base = i64::MIN;
+    for state in profile.channels.iter().flatten() {
+        let mut state = state.clone();
+        for t in times(&mut state).into_iter().flatten() {
+            base = base.max(t.0);
+        }
+        for t in state
+            .hard_fails
+            .recent
+            .iter()
+            .chain(&state.soft_fails.recent)
+        {
+            base = base.max(t.0);
+        }
+        if let Some(route) = &state.last_route {
+            base = base.max(route.at.0);
+        }
+    }
+    for m in &profile.messages.list {
+        let mut m = m.clone();
+        for t in message_times(&mut m).into_iter().flatten() {
+            base = base.max(t.0);
+        }
+        if let Some((_, at)) = m.outcome {
+            base = base.max(at.0);
+        }
+    }
+    if base == i64::MIN { 0 } else { base }
+}
+
+pub fn encode_profile(profile: &ContactProfile) -> Vec<u8> {
+    let base = base_of(profile);
+    let channels = Channel::ALL
+        .iter()
+        .filter_map(|&c| profile.channel(c).map(|s| (c, s.clone())))
+        .map(|(channel, mut state)| WireChannel {
+            channel: channel.index() as u8,
+            counts: sparse(counters(&mut state).map(|c| *c)),
+            evidence: sparse(evidence(&mut state).map(|e| *e)),
+            times: times(&mut state)
+                .into_iter()
+                .enumerate()
+                .filter_map(|(slot, t)| t.map(|t| (slot as u8, base - t.0)))
+                .collect(),
+            recent_hard_fails: state.hard_fails.recent.iter().map(|t| base - t.0).collect(),
+            recent_soft_fails: state.soft_fails.recent.iter().map(|t| base - t.0).collect(),
+            route: state
+                .last_route
+                .map(|r| (r.carrier, r.country, base - r.at.0)),
+        })
+        .collect();
+    let messages = profile
+        .messages
+        .list
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            let mut times: Vec<(u8, i64)> = message_times(&mut m)
+                .into_iter()
+                .enumerate()
+                .filter_map(|(slot, t)| t.map(|t| (slot as u8, base - t.0)))
+                .collect();
+            if let Some((_, at)) = m.outcome {
+                times.push((3, base - at.0));
+            }
+            WireMessage {
+                channel: m.channel.map_or(NONE, |c| c.index() as u8),
+                outcome: m
+                    .outcome
+                    .and_then(|(s, _)| Status::ALL.iter().position(|&x| x == s))
+                    .map_or(NONE, |i| i as u8),
+                latency_ms: m.latency_ms,
+                times,
+                id: m.id,
+            }
+        })
+        .collect();
+    let wire = Wire {
+        base,
+        channels,
+        messages,
+    };
+    // Serializing plain structs into a Vec cannot fail.
+    postcard::to_extend(&wire, vec![PROFILE_FORMAT]).expect("profile serializes")
+}
+
 pub fn decode_profile(bytes: &[u8]) -> Result<ContactProfile, String> {
     let wire: Wire = match bytes.split_first() {
         Some((&PROFILE_FORMAT, body)) => postcard::from_bytes(body).map_err(|e| e.to_string())?,
+        Some((&FORMAT_V2, body)) => {
+            migrate_v2(postcard::from_bytes(body).map_err(|e| e.to_string())?)
+        }
         Some((format, _)) => return Err(format!("unknown profile format {format}")),
         None => return Err("empty record".into()),
     };
     let mut profile = ContactProfile::default();
     for w in wire.channels {
-        let channel = *Channel::ALL
-            .get(w.channel as usize)
-            .ok_or_else(|| format!("unknown channel {}", w.channel))?;
+        let channel =
+            channel_of(w.channel).ok_or_else(|| format!("unknown channel {}", w.channel))?;
         let mut state = ChannelState::default();
         for (slot, count) in w.counts {
             **counters(&mut state)
@@ -157,23 +254,88 @@ pub fn decode_profile(bytes: &[u8]) -> Result<ContactProfile, String> {
         state.hard_fails.recent = w
             .recent_hard_fails
             .iter()
-            .map(|back| Millis(wire.base - back))
+            .map(|b| Millis(wire.base - b))
             .collect();
+        state.soft_fails.recent = w
+            .recent_soft_fails
+            .iter()
+            .map(|b| Millis(wire.base - b))
+            .collect();
+        state.last_route = w.route.map(|(carrier, country, back)| Route {
+            carrier,
+            country,
+            at: Millis(wire.base - back),
+        });
         profile.channels[channel.index()] = Some(state);
     }
+    for w in wire.messages {
+        let mut m = MessageState {
+            id: w.id,
+            channel: channel_of(w.channel),
+            latency_ms: w.latency_ms,
+            ..MessageState::default()
+        };
+        let mut outcome_at = None;
+        for (slot, back) in w.times {
+            let at = Some(Millis(wire.base - back));
+            match slot {
+                3 => outcome_at = at,
+                s => {
+                    **message_times(&mut m)
+                        .get_mut(s as usize)
+                        .ok_or("bad message time slot")? = at
+                }
+            }
+        }
+        if w.outcome != NONE {
+            let status = *Status::ALL
+                .get(w.outcome as usize)
+                .ok_or("bad message outcome")?;
+            m.outcome = Some((status, outcome_at.ok_or("message outcome without a time")?));
+        }
+        profile.messages.list.push(m);
+    }
     Ok(profile)
+}
+
+fn channel_of(index: u8) -> Option<Channel> {
+    Channel::ALL.get(index as usize).copied()
+}
+
+/// Format 2 had no soft fails, routes or messages; its slots are a prefix of
+/// format 3's.
+fn migrate_v2(old: WireV2) -> Wire {
+    Wire {
+        base: old.base,
+        channels: old
+            .channels
+            .into_iter()
+            .map(|c| WireChannel {
+                channel: c.channel,
+                counts: c.counts,
+                evidence: c.evidence,
+                times: c.times,
+                recent_hard_fails: c.recent_hard_fails,
+                recent_soft_fails: Vec::new(),
+                route: None,
+            })
+            .collect(),
+        messages: Vec::new(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ChannelEvent, ScoringModel, Status, event::EventMetadata};
+    use crate::domain::{
+        ChannelEvent, ScoringModel, event::EventMetadata, message::LifecycleConfig,
+    };
 
     fn profile(statuses: &[(Channel, Status)]) -> ContactProfile {
-        let model = ScoringModel::default();
+        let (model, lifecycle) = (ScoringModel::default(), LifecycleConfig::default());
         let mut p = ContactProfile::default();
         for (i, &(channel, status)) in statuses.iter().enumerate() {
-            p.apply(
+            p.apply_tracked(
                 &ChannelEvent {
                     event_id: format!("e{i}"),
                     contact_id: "c".into(),
@@ -181,9 +343,15 @@ mod tests {
                     status,
                     occurred_at: Millis(1_790_000_000_000 - (i as i64 % 7) * 86_400_000 + i as i64),
                     sent_at: None,
-                    metadata: EventMetadata::default(),
+                    metadata: EventMetadata {
+                        message_id: format!("m{}", i / 3),
+                        carrier: "carrier-a".into(),
+                        country: "US".into(),
+                        ..EventMetadata::default()
+                    },
                 },
                 &model,
+                &lifecycle,
             );
         }
         p
@@ -193,33 +361,48 @@ mod tests {
     fn round_trips_every_field() {
         let mut statuses = Vec::new();
         for channel in Channel::ALL {
-            for status in [
-                Status::Sent,
-                Status::Delivered,
-                Status::PendingRetry,
-                Status::Unconfirmed,
-                Status::OptOut,
-                Status::OptIn,
-                Status::Complaint,
-                Status::Opened,
-                Status::Clicked,
-                Status::Replied,
-                Status::BlockedCompliance,
-                Status::SenderError,
-            ] {
+            for status in Status::ALL {
                 statuses.push((channel, status));
             }
-            // Enough hard fails to push some out of the recent window.
+            // Enough failures to push some out of the recent windows.
             statuses.extend(std::iter::repeat_n((channel, Status::BouncedHard), 14));
+            statuses.extend(std::iter::repeat_n((channel, Status::PendingRetry), 14));
         }
         let p = profile(&statuses);
-        assert!(p.channel(Channel::Sms).unwrap().hard_fails.older > 0);
+        let sms = p.channel(Channel::Sms).unwrap();
+        assert!(sms.hard_fails.older > 0 && sms.soft_fails.older > 0 && sms.last_route.is_some());
+        assert!(!p.messages.list.is_empty());
         let bytes = encode_profile(&p);
         assert_eq!(decode_profile(&bytes).unwrap(), p);
-        assert_eq!(
-            decode_profile(&encode_profile(&ContactProfile::default())).unwrap(),
-            ContactProfile::default()
-        );
+        let empty = ContactProfile::default();
+        assert_eq!(decode_profile(&encode_profile(&empty)).unwrap(), empty);
+    }
+
+    #[test]
+    fn format_2_is_migrated_on_read() {
+        // A format-2 record: one email channel with 3 deliveries at base - 0.
+        #[derive(Serialize)]
+        struct V2 {
+            base: i64,
+            channels: Vec<(u8, Vec<(u8, u32)>, Vec<(u8, f64)>, Vec<(u8, i64)>, Vec<i64>)>,
+        }
+        let v2 = V2 {
+            base: 1_790_000_000_000,
+            channels: vec![(
+                1,
+                vec![(1, 3)],
+                vec![(0, 2.5)],
+                vec![(0, 0), (1, 0)],
+                vec![],
+            )],
+        };
+        let bytes = postcard::to_extend(&v2, vec![FORMAT_V2]).unwrap();
+        let p = decode_profile(&bytes).unwrap();
+        let email = p.channel(Channel::Email).unwrap();
+        assert_eq!(email.counts.delivered, 3);
+        assert_eq!(email.evidence.delivered, 2.5);
+        assert_eq!(email.last_event, Some(Millis(1_790_000_000_000)));
+        assert!(email.soft_fails.recent.is_empty() && p.messages.list.is_empty());
     }
 
     #[test]
@@ -236,14 +419,17 @@ mod tests {
 
     #[test]
     fn a_typical_profile_is_small() {
-        let p = profile(&[
+        let mut p = profile(&[
             (Channel::Email, Status::Delivered),
             (Channel::Email, Status::Opened),
             (Channel::Email, Status::Delivered),
             (Channel::Sms, Status::Sent),
             (Channel::Sms, Status::Delivered),
         ]);
+        p.messages.list.clear();
         let n = encode_profile(&p).len();
-        assert!(n < 90, "{n} bytes");
+        // About 90 bytes of scores and counters, plus each channel's last
+        // route (carrier and country strings).
+        assert!(n < 130, "{n} bytes");
     }
 }
