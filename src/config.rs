@@ -16,7 +16,9 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    domain::{EventLimits, ScoringModel},
+    domain::{
+        EventLimits, ScoringModel, message::LifecycleConfig, route_health::RouteHealthConfig,
+    },
     providers::ProvidersConfig,
     storage::SledConfig,
 };
@@ -43,6 +45,26 @@ pub struct Config {
     pub limits: EventLimits,
     pub scoring: ScoringModel,
     pub providers: ProvidersConfig,
+    pub lifecycle: LifecycleConfig,
+    pub route_health: RouteHealthConfig,
+    pub actions: ActionsConfig,
+}
+
+/// The action outbox (`[actions]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActionsConfig {
+    /// How long actions stay in the outbox for watchers to resume from.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> Self {
+        ActionsConfig {
+            retention: Duration::from_secs(7 * 86_400),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +88,9 @@ impl Default for Config {
             limits: EventLimits::default(),
             scoring: ScoringModel::default(),
             providers: ProvidersConfig::default(),
+            lifecycle: LifecycleConfig::default(),
+            route_health: RouteHealthConfig::default(),
+            actions: ActionsConfig::default(),
         }
     }
 }
@@ -110,6 +135,19 @@ impl Config {
             return Err("limits.max_id_bytes must be positive".into());
         }
         self.admin_addr()?;
+        for (name, d) in [
+            ("lifecycle.sweep_every", self.lifecycle.sweep_every),
+            ("route_health.window", self.route_health.window),
+            (
+                "route_health.evaluate_every",
+                self.route_health.evaluate_every,
+            ),
+            ("actions.retention", self.actions.retention),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name} must be positive"));
+            }
+        }
         // Tables are data: a broken one is a configuration error, found now.
         crate::providers::Providers::load(self.providers.clone())?;
         Ok(())
@@ -124,6 +162,16 @@ impl Config {
             .parse()
             .map(Some)
             .map_err(|e| format!("admin_listen {:?}: {e}", self.admin_listen))
+    }
+
+    /// The engine's part of the configuration.
+    pub fn engine_settings(&self) -> crate::engine::Settings {
+        crate::engine::Settings {
+            scoring: self.scoring.clone(),
+            limits: self.limits.clone(),
+            lifecycle: self.lifecycle.clone(),
+            route_health: self.route_health.clone(),
+        }
     }
 
     /// The effective configuration as TOML, for `reach serve --print-config`.

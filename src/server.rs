@@ -25,7 +25,7 @@ use crate::{
     grpc::ReachabilityApi,
     proto::{self, reachability_service_server::ReachabilityServiceServer},
     providers::Providers,
-    storage::{SledStore, Store},
+    storage::{SledStore, Store as _},
 };
 
 type Api = ReachabilityServiceServer<ReachabilityApi<SledStore>>;
@@ -136,6 +136,9 @@ pub async fn serve_with(
         return Err(error);
     }
     if let Some(engine) = slot.get() {
+        if let Err(e) = engine.flush_stats().await {
+            tracing::warn!(error = %e, "last statistics flush failed");
+        }
         engine.store().close().await.context("flushing the store")?;
         tracing::info!("store flushed, bye");
     }
@@ -192,19 +195,18 @@ async fn open_store(
             return None;
         }
     };
-    let engine = Engine::new(
-        store.clone(),
-        config.scoring.clone(),
-        config.limits.clone(),
-        providers,
-    );
+    let engine = Engine::new(store, config.engine_settings(), providers);
+    if let Err(e) = engine.warm_up().await {
+        let _ = failed.send(anyhow::Error::new(e).context("loading route statistics"));
+        return None;
+    }
     if slot.set(engine).is_err() {
         return None;
     }
     set_health(&health, ServingStatus::Serving).await;
     ready.store(true, Ordering::SeqCst);
     tracing::info!(data_dir = %config.data_dir.display(), "store open, serving");
-    Some(tokio::spawn(maintain(store, config.maintenance_interval)))
+    Some(tokio::spawn(maintain(slot, config)))
 }
 
 /// Re-reads the provider tables on every SIGHUP; a bad table leaves the
@@ -231,14 +233,26 @@ async fn reload_on_sighup(providers: Arc<Providers>) {
     let _ = providers;
 }
 
-async fn maintain<S: Store>(store: Arc<S>, every: Duration) {
-    let mut ticker = tokio::time::interval(every);
+/// The engine's periodic work: statistics every second, routes, the silence
+/// sweep and housekeeping at their configured intervals.
+async fn maintain(slot: Arc<OnceLock<Engine<SledStore>>>, config: Config) {
+    let Some(engine) = slot.get() else { return };
+    let mut stats = tokio::time::interval(Duration::from_secs(1));
+    let mut routes = tokio::time::interval(config.route_health.evaluate_every);
+    let mut sweep = tokio::time::interval(config.lifecycle.sweep_every);
+    let mut housekeeping = tokio::time::interval(config.maintenance_interval);
+    for ticker in [&mut stats, &mut routes, &mut sweep, &mut housekeeping] {
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
     loop {
-        ticker.tick().await;
-        match store.expire_markers(Millis::now()).await {
-            Ok(0) => {}
-            Ok(dropped) => tracing::info!(generations = dropped, "expired dedupe markers"),
-            Err(e) => tracing::warn!(error = %e, "dedupe expiry failed"),
+        let (task, result) = tokio::select! {
+            _ = stats.tick() => ("statistics flush", engine.flush_stats().await),
+            _ = routes.tick() => ("route health", engine.judge_routes().await),
+            _ = sweep.tick() => ("silence sweep", engine.sweep_silence(Millis::now()).await.map(drop)),
+            _ = housekeeping.tick() => ("housekeeping", engine.housekeeping(config.actions.retention).await),
+        };
+        if let Err(e) = result {
+            tracing::warn!(task, error = %e, "background task failed, retrying at its next tick");
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct LifecycleConfig {
     /// SENT does not reopen it and a late receipt can correct an UNCONFIRMED.
     #[serde(with = "humantime_serde")]
     pub remember: Duration,
+    /// How often the silence sweep looks for messages past their deadline.
+    #[serde(with = "humantime_serde")]
+    pub sweep_every: Duration,
 }
 
 impl Default for LifecycleConfig {
@@ -48,6 +51,7 @@ impl Default for LifecycleConfig {
             international_window: hours(96),
             country_windows: BTreeMap::new(),
             remember: hours(14 * 24),
+            sweep_every: Duration::from_secs(60),
         }
     }
 }

@@ -1,13 +1,16 @@
 //! The reachability model in plain Rust: taxonomy, contact profiles, scoring
 //! and suppression. Nothing here knows about gRPC or the store.
 
+pub mod action;
 pub mod event;
 pub mod evidence;
 pub mod latency;
 pub mod message;
 pub mod model;
 pub mod profile;
+pub mod route_health;
 pub mod scoring;
+pub mod stats;
 pub mod suppression;
 pub mod taxonomy;
 pub mod time;

@@ -34,6 +34,9 @@ pub struct ScoringModel {
     /// Push is eligible only with permission on record (an opt-in, a delivery or
     /// an engagement): without a device token there is nothing to push to.
     pub push_requires_permission: bool,
+    /// For urgent traffic, the factor on the weighted score of a channel whose
+    /// contact's last route is degraded.
+    pub urgent_degraded_factor: f64,
     /// Tie-break order of the ranking, first wins.
     pub channel_order: Vec<Channel>,
     pub sms: ChannelModel,
@@ -77,6 +80,7 @@ impl Default for ScoringModel {
             engagement_prior_mean: 0.2,
             engagement_prior_strength: 2.0,
             push_requires_permission: true,
+            urgent_degraded_factor: 0.25,
             channel_order: vec![Channel::Push, Channel::Email, Channel::Sms, Channel::Voice],
             sms: ChannelModel::new(0.90),
             email: ChannelModel::new(0.85),
@@ -130,6 +134,9 @@ impl ScoringModel {
             return Err(format!(
                 "scoring.suppress_after_hard_fails must be in 1..={max}"
             ));
+        }
+        if !(0.0..=1.0).contains(&self.urgent_degraded_factor) {
+            return Err("scoring.urgent_degraded_factor must be in [0, 1]".into());
         }
         if !(self.confidence_half_evidence.is_finite() && self.confidence_half_evidence > 0.0) {
             return Err("scoring.confidence_half_evidence must be positive".into());

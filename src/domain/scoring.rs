@@ -202,6 +202,26 @@ fn plural(n: u32) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// For urgent traffic (OTP, fraud alerts): a channel whose contact's last
+/// route is degraded (`degraded[channel]` says why) is likely to arrive too
+/// late, so its weighted score is cut by `urgent_degraded_factor` and the
+/// reason is given.
+pub fn apply_urgency(
+    reach: &mut Reachability,
+    degraded: &[Option<String>; 4],
+    model: &ScoringModel,
+) {
+    for a in &mut reach.channels {
+        if let Some(why) = &degraded[a.channel.index()] {
+            a.weighted *= model.urgent_degraded_factor;
+            a.reasons.push(format!(
+                "urgent: {why}; ranked at {:.2} of its score",
+                model.urgent_degraded_factor
+            ));
+        }
+    }
+}
+
 /// Ranks the `allowed` channels (all if empty) and picks the best eligible one.
 pub fn best_channel(reach: Reachability, allowed: &[Channel], model: &ScoringModel) -> BestChannel {
     let mut ranked: Vec<ChannelAssessment> = reach

@@ -10,7 +10,7 @@ use std::{
 
 use crate::{
     domain::{ChannelEvent, ContactProfile, InvalidField, Millis},
-    engine::{CAS_ATTEMPTS, Engine, decode},
+    engine::{CAS_ATTEMPTS, Engine, consequences::Consequences, decode},
     error::{Error, Result},
     storage::{
         Commit, CommitOp, ContactKey, DedupeKey, LoadRequest, Snapshot, Store, Tenant, codec,
@@ -138,6 +138,7 @@ impl<S: Store> Engine<S> {
     /// and event, whether it was a duplicate. Not yet durable.
     async fn apply(&self, groups: Vec<Group<'_>>, now: Millis) -> Result<Vec<Vec<bool>>> {
         let mut done: Vec<Option<Vec<bool>>> = vec![None; groups.len()];
+        let mut committed = Vec::new();
         let mut todo: Vec<usize> = (0..groups.len()).collect();
         for attempt in 0..CAS_ATTEMPTS {
             let requests: Vec<LoadRequest> = todo
@@ -151,13 +152,14 @@ impl<S: Store> Engine<S> {
             let mut ops = Vec::new();
             let mut pending = Vec::new();
             for (&i, snapshot) in todo.iter().zip(snapshots) {
-                let (duplicate, op) = self.prepare(&groups[i], snapshot)?;
-                match op {
+                let prepared = self.prepare(&groups[i], snapshot, now)?;
+                match prepared.op {
                     Some(op) => {
+                        self.write_deadlines(&prepared.consequences).await?;
                         ops.push(op);
-                        pending.push((i, duplicate));
+                        pending.push((i, prepared.duplicate, prepared.consequences));
                     }
-                    None => done[i] = Some(duplicate),
+                    None => done[i] = Some(prepared.duplicate),
                 }
             }
             let commits = if ops.is_empty() {
@@ -166,29 +168,37 @@ impl<S: Store> Engine<S> {
                 self.store.commit_many(ops, now).await?
             };
             todo.clear();
-            for ((i, duplicate), commit) in pending.into_iter().zip(commits) {
+            for ((i, duplicate, consequences), commit) in pending.into_iter().zip(commits) {
                 match commit {
-                    Commit::Applied(_) => done[i] = Some(duplicate),
+                    Commit::Applied(_) => {
+                        done[i] = Some(duplicate);
+                        committed.push(consequences);
+                    }
                     Commit::Conflict => todo.push(i),
                 }
             }
             if todo.is_empty() {
+                self.realize(committed).await?;
                 return Ok(done.into_iter().map(Option::unwrap_or_default).collect());
             }
             tokio::time::sleep(backoff(attempt)).await;
         }
+        self.realize(committed).await?;
         Err(Error::Contention(groups[todo[0]].key.contact_id.clone()))
     }
 
-    /// The new profile of one contact and which of its events are duplicates;
-    /// no op if every event was.
-    fn prepare(&self, group: &Group, snapshot: Snapshot) -> Result<(Vec<bool>, Option<CommitOp>)> {
-        let mut profile = match &snapshot.record {
+    /// The new profile of one contact, which of its events are duplicates,
+    /// and what the new ones set in motion; no op if every event was a
+    /// duplicate.
+    fn prepare(&self, group: &Group, snapshot: Snapshot, now: Millis) -> Result<Prepared> {
+        let before = match &snapshot.record {
             Some(record) => decode(&group.key, &record.bytes)?,
             None => ContactProfile::default(),
         };
+        let mut profile = before.clone();
         let mut duplicate = snapshot.seen;
         let mut fresh = Vec::with_capacity(group.events.len());
+        let mut applied = Vec::with_capacity(group.events.len());
         let mut in_call = HashSet::new();
         for (i, event) in group.events.iter().enumerate() {
             // A repeat within the call is a duplicate of its first copy.
@@ -196,20 +206,44 @@ impl<S: Store> Engine<S> {
                 duplicate[i] = true;
                 continue;
             }
-            profile.apply(&event.0, &self.model);
+            let effects = profile.apply_tracked(&event.0, &self.model, &self.lifecycle);
+            applied.push((&event.0, effects));
             fresh.push(group.markers[i]);
         }
         if fresh.is_empty() {
-            return Ok((duplicate, None));
+            return Ok(Prepared {
+                duplicate,
+                op: None,
+                consequences: Consequences::default(),
+            });
         }
+        let consequences = self.consequences(
+            &group.key.tenant,
+            &group.key.contact_id,
+            &before,
+            &profile,
+            &applied,
+            now,
+        );
         let op = CommitOp {
             key: group.key.clone(),
             expected: snapshot.version,
             value: codec::encode_profile(&profile),
             markers: fresh,
         };
-        Ok((duplicate, Some(op)))
+        Ok(Prepared {
+            duplicate,
+            op: Some(op),
+            consequences,
+        })
     }
+}
+
+/// One contact's update, ready to commit.
+struct Prepared {
+    duplicate: Vec<bool>,
+    op: Option<CommitOp>,
+    consequences: Consequences,
 }
 
 /// Exponential backoff with full jitter, capped at about 50 ms.

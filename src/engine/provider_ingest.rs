@@ -3,7 +3,10 @@
 //! letters after the tables are fixed.
 
 use crate::{
-    domain::Millis,
+    domain::{
+        Millis,
+        action::{Action, ActionKind},
+    },
     engine::{Engine, Valid},
     error::{Error, Result},
     providers::{DeadLetter, Outcome, ProviderRequest, Translated},
@@ -74,6 +77,7 @@ impl<S: Store> Engine<S> {
                         .put_dead_letter(tenant, &letter.id, &letter.encode())
                         .await?;
                     count_dead_letter(&letter);
+                    self.publish(tenant, unmapped_action(&letter, now)).await?;
                     outcomes.push(outcome(t, false, true));
                 }
             }
@@ -185,6 +189,18 @@ fn outcome(translated: Translated, duplicate: bool, dead_lettered: bool) -> Prov
         duplicate,
         dead_lettered,
     }
+}
+
+fn unmapped_action(letter: &DeadLetter, now: Millis) -> Action {
+    let reason = format!(
+        "{} sent {:?}, which no mapping rule covers: dead letter {}; fix the table and replay",
+        letter.provider, letter.code, letter.id
+    );
+    let mut action = Action::new(ActionKind::UnmappedProviderCode, now, reason);
+    action.contact_id = letter.contact_id.clone();
+    action.provider = letter.provider.clone();
+    action.code = letter.code.clone();
+    action
 }
 
 fn count_dead_letter(letter: &DeadLetter) {

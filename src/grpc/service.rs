@@ -173,7 +173,13 @@ impl<S: Store> ReachabilityService for ReachabilityApi<S> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(invalid)?;
         let best = engine
-            .best_channel(&tenant, &req.contact_id, &allowed, as_of(req.as_of)?)
+            .best_channel(
+                &tenant,
+                &req.contact_id,
+                &allowed,
+                req.urgent,
+                as_of(req.as_of)?,
+            )
             .await?;
         Ok(Response::new(proto::GetBestChannelResponse {
             contact_id: req.contact_id,

@@ -10,6 +10,7 @@ pub mod codec;
 pub(crate) mod group_commit;
 mod keys;
 mod marker_buckets;
+mod sled_intelligence;
 mod sled_record;
 mod sled_store;
 
@@ -18,7 +19,10 @@ use std::future::Future;
 pub use keys::{ContactKey, DedupeKey, Tenant};
 pub use sled_store::{SledConfig, SledStore};
 
-use crate::domain::Millis;
+use crate::domain::{
+    Millis,
+    stats::{Dims, StatCell},
+};
 
 /// Store-assigned version of a record, changed by every write.
 pub type Version = u32;
@@ -84,6 +88,50 @@ pub struct CommitOp {
     pub markers: Vec<DedupeKey>,
 }
 
+/// Time granularity of statistics cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Granularity {
+    /// Per minute, route dimensions only: what route health reads.
+    Minute,
+    /// Per day, every dimension: what `QueryDeliveryStats` reads.
+    Day,
+}
+
+impl Granularity {
+    pub fn millis(self) -> i64 {
+        match self {
+            Granularity::Minute => 60_000,
+            Granularity::Day => 86_400_000,
+        }
+    }
+
+    pub fn bucket(self, at: Millis) -> u32 {
+        at.0.div_euclid(self.millis()).clamp(0, u32::MAX as i64) as u32
+    }
+}
+
+/// Additions to one statistics cell.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatDelta {
+    pub tenant: Tenant,
+    pub granularity: Granularity,
+    pub bucket: u32,
+    pub dims: Dims,
+    pub cell: StatCell,
+}
+
+/// A message whose receipt window ends at `at`: the silence sweep looks at
+/// it then.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Deadline {
+    pub at: Millis,
+    pub tenant: String,
+    pub contact_id: String,
+    pub message_id: String,
+    /// The route and campaign of the message, for statistics.
+    pub dims: Dims,
+}
+
 /// Durable per-contact records and dedupe markers.
 ///
 /// Calls take many contacts at once so that an engine can serve a bulk
@@ -139,6 +187,73 @@ pub trait Store: Send + Sync + 'static {
         tenant: &Tenant,
         id: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Adds the deltas to their statistics cells.
+    fn add_stats(
+        &self,
+        deltas: Vec<StatDelta>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Day cells of `tenant` in `[from, to]` (day numbers since the epoch).
+    fn day_stats(
+        &self,
+        tenant: &Tenant,
+        from: u32,
+        to: u32,
+    ) -> impl Future<Output = Result<Vec<(u32, Dims, StatCell)>, StoreError>> + Send;
+
+    /// Minute cells of every tenant in `[from, to]` (minutes since the epoch).
+    fn minute_stats(
+        &self,
+        from: u32,
+        to: u32,
+    ) -> impl Future<Output = Result<Vec<(Tenant, u32, Dims, StatCell)>, StoreError>> + Send;
+
+    /// Drops minute cells before `before` (a minute number).
+    fn trim_minute_stats(
+        &self,
+        before: u32,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Notes a message's receipt deadline for the silence sweep (idempotent).
+    fn put_deadline(
+        &self,
+        deadline: &Deadline,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` deadlines at or before `now`, earliest first.
+    fn due_deadlines(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Deadline>, StoreError>> + Send;
+
+    fn delete_deadline(
+        &self,
+        deadline: &Deadline,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Appends actions to `tenant`'s outbox; returns their sequence numbers
+    /// (increasing, never reused). Durable after the next `sync`.
+    fn append_actions(
+        &self,
+        tenant: &Tenant,
+        actions: &[(Millis, Vec<u8>)],
+    ) -> impl Future<Output = Result<Vec<u64>, StoreError>> + Send;
+
+    /// Up to `limit` actions of `tenant` after sequence `after`.
+    fn actions_after(
+        &self,
+        tenant: &Tenant,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(u64, Millis, Vec<u8>)>, StoreError>> + Send;
+
+    /// Drops actions (of every tenant) that happened before `before`.
+    fn trim_actions(
+        &self,
+        before: Millis,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
     /// Resolves once every write completed before the call is durable.
     /// Concurrent callers share one flush.

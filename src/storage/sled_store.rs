@@ -22,12 +22,16 @@ use sled::{
 };
 
 use crate::{
-    domain::Millis,
+    domain::{
+        Millis,
+        stats::{Dims, StatCell},
+    },
     storage::{
-        Commit, CommitOp, ContactKey, DedupeKey, LoadRequest, Record, Snapshot, Store, StoreError,
-        Tenant,
+        Commit, CommitOp, ContactKey, Deadline, DedupeKey, LoadRequest, Record, Snapshot,
+        StatDelta, Store, StoreError, Tenant,
         group_commit::GroupCommit,
         marker_buckets::{self, GenerationMeta, MarkerLayout},
+        sled_intelligence as intelligence,
         sled_record::{INLINE_MARKERS, StoredRecord},
     },
 };
@@ -449,6 +453,64 @@ impl Store for SledStore {
             .remove(tenant_key(DEAD_LETTER_PREFIX, tenant, id))
             .map_err(to_store_error)?;
         Ok(old.is_some())
+    }
+
+    async fn add_stats(&self, deltas: Vec<StatDelta>) -> Result<(), StoreError> {
+        intelligence::add_stats(&self.tree, deltas)
+    }
+
+    async fn day_stats(
+        &self,
+        tenant: &Tenant,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<(u32, Dims, StatCell)>, StoreError> {
+        intelligence::day_stats(&self.tree, tenant, from, to)
+    }
+
+    async fn minute_stats(
+        &self,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<(Tenant, u32, Dims, StatCell)>, StoreError> {
+        intelligence::minute_stats(&self.tree, from, to)
+    }
+
+    async fn trim_minute_stats(&self, before: u32) -> Result<usize, StoreError> {
+        intelligence::trim_minute_stats(&self.tree, before)
+    }
+
+    async fn put_deadline(&self, deadline: &Deadline) -> Result<(), StoreError> {
+        intelligence::put_deadline(&self.tree, deadline)
+    }
+
+    async fn due_deadlines(&self, now: Millis, limit: usize) -> Result<Vec<Deadline>, StoreError> {
+        intelligence::due_deadlines(&self.tree, now, limit)
+    }
+
+    async fn delete_deadline(&self, deadline: &Deadline) -> Result<(), StoreError> {
+        intelligence::delete_deadline(&self.tree, deadline)
+    }
+
+    async fn append_actions(
+        &self,
+        tenant: &Tenant,
+        actions: &[(Millis, Vec<u8>)],
+    ) -> Result<Vec<u64>, StoreError> {
+        intelligence::append_actions(&self.db, &self.tree, tenant, actions)
+    }
+
+    async fn actions_after(
+        &self,
+        tenant: &Tenant,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Millis, Vec<u8>)>, StoreError> {
+        intelligence::actions_after(&self.tree, tenant, after, limit)
+    }
+
+    async fn trim_actions(&self, before: Millis) -> Result<usize, StoreError> {
+        intelligence::trim_actions(&self.tree, before)
     }
 
     async fn sync(&self) -> Result<(), StoreError> {

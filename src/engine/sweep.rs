@@ -1,0 +1,86 @@
+//! The silence sweep: messages still open at their receipt deadline become
+//! UNCONFIRMED, timed at the deadline, so a sweep that runs late gives the
+//! same profile as one that ran on time.
+
+use crate::{
+    domain::{ContactProfile, Millis, Status},
+    engine::{CAS_ATTEMPTS, Engine, decode},
+    error::{Error, Result},
+    storage::{Commit, CommitOp, ContactKey, Deadline, LoadRequest, Store, Tenant, codec},
+};
+
+/// Deadlines handled per sweep pass.
+const SWEEP_BATCH: usize = 1000;
+
+impl<S: Store> Engine<S> {
+    /// Declares UNCONFIRMED every message past its deadline at `now`;
+    /// returns how many. Durable before it returns.
+    pub async fn sweep_silence(&self, now: Millis) -> Result<usize> {
+        let mut declared = 0;
+        loop {
+            let due = self.store.due_deadlines(now, SWEEP_BATCH).await?;
+            if due.is_empty() {
+                break;
+            }
+            let batch = due.len();
+            for deadline in due {
+                if self.expire(&deadline, now).await? {
+                    declared += 1;
+                }
+                self.store.delete_deadline(&deadline).await?;
+            }
+            if batch < SWEEP_BATCH {
+                break;
+            }
+        }
+        if declared > 0 {
+            metrics::counter!("reach_messages_unconfirmed_total").increment(declared as u64);
+        }
+        self.store.sync().await?;
+        Ok(declared)
+    }
+
+    /// Expires one message if it is still open; whether it did.
+    async fn expire(&self, deadline: &Deadline, now: Millis) -> Result<bool> {
+        let Ok(tenant) = Tenant::new(&deadline.tenant) else {
+            return Ok(false);
+        };
+        let key = ContactKey::new(&tenant, &deadline.contact_id);
+        let _turn = self.locks.lock(&key).await;
+        for _ in 0..CAS_ATTEMPTS {
+            let request = LoadRequest {
+                key: key.clone(),
+                markers: Vec::new(),
+            };
+            let snapshot = self.store.load_many(&[request], now).await?.remove(0);
+            let Some(record) = &snapshot.record else {
+                return Ok(false);
+            };
+            let mut profile: ContactProfile = decode(&key, &record.bytes)?;
+            let Some(expired) = profile.expire_message(&deadline.message_id, now, &self.model)
+            else {
+                return Ok(false);
+            };
+            let op = CommitOp {
+                key: key.clone(),
+                expected: snapshot.version,
+                value: codec::encode_profile(&profile),
+                markers: Vec::new(),
+            };
+            if let [Commit::Applied(_)] = self.store.commit_many(vec![op], now).await?[..] {
+                let mut dims = deadline.dims.clone();
+                dims.channel = Some(expired.channel);
+                self.stats.record(
+                    &tenant,
+                    expired.deadline,
+                    &dims,
+                    Status::Unconfirmed,
+                    1,
+                    None,
+                );
+                return Ok(true);
+            }
+        }
+        Err(Error::Contention(key.contact_id))
+    }
+}
