@@ -9,6 +9,7 @@ use prost::Message;
 /// The served API; its descriptor set is what reflection shows.
 const API: &[&str] = &[
     "proto/reachability/v1/events.proto",
+    "proto/reachability/v1/delivery.proto",
     "proto/reachability/v1/providers.proto",
     "proto/reachability/v1/reachability_service.proto",
 ];

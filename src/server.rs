@@ -78,7 +78,8 @@ pub async fn serve_with(
         .context("building reflection v1alpha")?;
 
     let slot = Arc::new(OnceLock::new());
-    let api = ReachabilityServiceServer::new(ReachabilityApi::new(slot.clone()));
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let api = ReachabilityServiceServer::new(ReachabilityApi::new(slot.clone(), stopping_rx));
     let (failed_tx, failed_rx) = oneshot::channel();
     let opener = tokio::spawn(open_store(
         config.clone(),
@@ -113,6 +114,7 @@ pub async fn serve_with(
     };
     tracing::info!("shutting down: draining in-flight calls");
     ready.store(false, Ordering::SeqCst);
+    let _ = stopping_tx.send(true);
     set_health(&health, ServingStatus::NotServing).await;
     let _ = stop_tx.send(());
     if tokio::time::timeout(config.shutdown_grace, &mut server)

@@ -85,11 +85,7 @@ pub struct FailureStreak {
 
 impl FailureStreak {
     pub fn new(hard: Streak, soft: Streak, soft_per_hard: u32) -> Self {
-        let escalated = if soft_per_hard == 0 {
-            0
-        } else {
-            soft.count / soft_per_hard
-        };
+        let escalated = soft.count.checked_div(soft_per_hard).unwrap_or(0);
         FailureStreak {
             hard,
             soft,

@@ -157,6 +157,7 @@ pub fn channel_score(a: ChannelAssessment) -> proto::ChannelScore {
         reasons: a.reasons,
         weighted_score: a.weighted,
         opted_out: a.opted_out,
+        consecutive_soft_fails: a.consecutive_soft_fails,
     }
 }
 
@@ -177,10 +178,32 @@ pub fn profile(
         .iter()
         .filter_map(|&c| p.channel(c).map(|state| channel_profile(c, state)))
         .collect();
+    let messages = p
+        .messages
+        .list
+        .iter()
+        .map(|m| proto::MessageRecord {
+            message_id: m.id.clone(),
+            channel: m
+                .channel
+                .map_or(proto::Channel::Unspecified, channel_to)
+                .into(),
+            sent_at: m.sent_at.map(timestamp),
+            deadline: m.deadline.map(timestamp),
+            outcome: m
+                .outcome
+                .map_or(proto::Status::Unspecified, |(s, _)| status_to(s))
+                .into(),
+            outcome_at: m.outcome.map(|(_, at)| timestamp(at)),
+            unconfirmed_at: m.unconfirmed_at.map(timestamp),
+            latency_ms: m.latency_ms,
+        })
+        .collect();
     proto::GetContactProfileResponse {
         contact_id,
         version: u64::from(version),
         channels,
+        messages,
     }
 }
 
@@ -205,6 +228,18 @@ fn channel_profile(channel: domain::Channel, s: &ChannelState) -> proto::Channel
         older_hard_fails: s.hard_fails.older,
         blocked_compliance: s.sender_side.blocked_compliance,
         sender_errors: s.sender_side.sender_error,
+        recent_soft_fails: s.soft_fails.recent.iter().copied().map(timestamp).collect(),
+        older_soft_fails: s.soft_fails.older,
+        last_carrier: s
+            .last_route
+            .as_ref()
+            .map(|r| r.carrier.clone())
+            .unwrap_or_default(),
+        last_country: s
+            .last_route
+            .as_ref()
+            .map(|r| r.country.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The gRPC transport: `reachability.v1` handlers, health and reflection.
 
 mod convert;
+mod delivery;
 mod providers;
 mod service;
 mod status;

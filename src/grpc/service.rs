@@ -3,17 +3,21 @@
 
 use std::sync::{Arc, OnceLock};
 
+use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
     domain::{InvalidField, Millis},
-    engine::{Engine, MAX_DEAD_LETTER_PAGE, Valid},
+    engine::{Engine, MAX_DEAD_LETTER_PAGE, StatsQuery, Valid},
     error::Error,
-    grpc::{convert, providers},
+    grpc::{convert, delivery, providers},
     proto::{self, reachability_service_server::ReachabilityService},
     storage::{Store, Tenant},
 };
 
+/// Actions read from the outbox at a time by a watcher.
+const ACTION_PAGE: usize = 256;
 /// Events a bulk stream buffers before applying them and sharing one flush.
 const BULK_CHUNK: usize = 1024;
 /// Rejected events reported in detail per bulk stream (all are counted).
@@ -23,11 +27,13 @@ const MAX_REPORTED_ERRORS: usize = 100;
 /// open; until then every call is UNAVAILABLE.
 pub struct ReachabilityApi<S> {
     engine: Arc<OnceLock<Engine<S>>>,
+    /// Turns true when the server starts shutting down: long-lived streams end.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl<S> ReachabilityApi<S> {
-    pub fn new(engine: Arc<OnceLock<Engine<S>>>) -> Self {
-        ReachabilityApi { engine }
+    pub fn new(engine: Arc<OnceLock<Engine<S>>>, shutdown: watch::Receiver<bool>) -> Self {
+        ReachabilityApi { engine, shutdown }
     }
 }
 
@@ -282,6 +288,122 @@ impl<S: Store> ReachabilityService for ReachabilityApi<S> {
         Ok(Response::new(proto::ReloadProviderTablesResponse {
             tables: tables.iter().map(providers::table).collect(),
         }))
+    }
+
+    async fn get_route_health(
+        &self,
+        request: Request<proto::GetRouteHealthRequest>,
+    ) -> Result<Response<proto::GetRouteHealthResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let req = request.into_inner();
+        let channel = match req.channel {
+            0 => None,
+            c => Some(convert::channel_from("channel", c).map_err(invalid)?),
+        };
+        let routes = engine
+            .route_health(&tenant)
+            .await?
+            .into_iter()
+            .filter(|r| channel.is_none_or(|c| r.route.channel == Some(c)))
+            .filter(|r| req.carrier.is_empty() || r.route.carrier == req.carrier)
+            .filter(|r| {
+                req.country.is_empty() || r.route.country.eq_ignore_ascii_case(&req.country)
+            })
+            .filter(|r| !req.degraded_only || r.degraded)
+            .map(|r| delivery::route(&r))
+            .collect();
+        Ok(Response::new(proto::GetRouteHealthResponse { routes }))
+    }
+
+    async fn query_delivery_stats(
+        &self,
+        request: Request<proto::QueryDeliveryStatsRequest>,
+    ) -> Result<Response<proto::QueryDeliveryStatsResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let req = request.into_inner();
+        let time = |field: &str, ts: Option<prost_types::Timestamp>| {
+            ts.ok_or_else(|| InvalidField::new(field, "is required"))
+                .and_then(|ts| convert::millis_from(field, &ts))
+                .map_err(invalid)
+        };
+        let group_by = req
+            .group_by
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| delivery::dimension_from(&format!("group_by[{i}]"), d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        let filters = req
+            .filters
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| {
+                delivery::dimension_from(&format!("filters[{i}].dimension"), f.dimension)
+                    .map(|d| (d, f.values))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        let query = StatsQuery {
+            from: time("from", req.from)?,
+            to: time("to", req.to)?,
+            group_by,
+            filters,
+        };
+        let rows = engine.delivery_stats(&tenant, &query).await?;
+        Ok(Response::new(proto::QueryDeliveryStatsResponse {
+            rows: rows.iter().map(delivery::stats_row).collect(),
+        }))
+    }
+
+    type WatchActionsStream = ReceiverStream<Result<proto::Action, Status>>;
+
+    async fn watch_actions(
+        &self,
+        request: Request<proto::WatchActionsRequest>,
+    ) -> Result<Response<Self::WatchActionsStream>, Status> {
+        let tenant = self.tenant(&request);
+        self.engine()?;
+        let req = request.into_inner();
+        let kinds: Vec<i32> = req.kinds;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let (slot, mut shutdown) = (self.engine.clone(), self.shutdown.clone());
+        tokio::spawn(async move {
+            let Some(engine) = slot.get() else { return };
+            let mut latest = engine.subscribe_actions();
+            let mut after = req.after_sequence;
+            loop {
+                let batch = match engine.actions_after(&tenant, after, ACTION_PAGE).await {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+                let full = batch.len() == ACTION_PAGE;
+                for (seq, action) in batch {
+                    after = seq;
+                    let wire = delivery::action(seq, &action);
+                    if (kinds.is_empty() || kinds.contains(&wire.kind))
+                        && tx.send(Ok(wire)).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                if full {
+                    continue;
+                }
+                // Nothing more for now: wait for new durable actions, the
+                // client leaving, or the server shutting down.
+                tokio::select! {
+                    changed = latest.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                    _ = shutdown.wait_for(|stopping| *stopping) => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn delete_contact(

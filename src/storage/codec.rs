@@ -381,10 +381,11 @@ mod tests {
     #[test]
     fn format_2_is_migrated_on_read() {
         // A format-2 record: one email channel with 3 deliveries at base - 0.
+        type ChannelV2 = (u8, Vec<(u8, u32)>, Vec<(u8, f64)>, Vec<(u8, i64)>, Vec<i64>);
         #[derive(Serialize)]
         struct V2 {
             base: i64,
-            channels: Vec<(u8, Vec<(u8, u32)>, Vec<(u8, f64)>, Vec<(u8, i64)>, Vec<i64>)>,
+            channels: Vec<ChannelV2>,
         }
         let v2 = V2 {
             base: 1_790_000_000_000,
