@@ -241,7 +241,7 @@ async fn silence_becomes_unconfirmed_and_a_late_receipt_corrects_it() {
         .unwrap()
         .into_inner()
         .rows;
-    let total = rows[0].counts.clone().unwrap();
+    let total = rows[0].counts.unwrap();
     assert_eq!((total.delivered, total.unconfirmed, total.sent), (2, 0, 2));
 }
 
@@ -535,7 +535,7 @@ async fn delivery_stats_group_and_filter_a_known_data_set() {
     let summary: Vec<(String, String, i64, i64, i64, i64)> = rows
         .iter()
         .map(|r| {
-            let c = r.counts.clone().unwrap();
+            let c = r.counts.unwrap();
             (
                 r.group[0].value.clone(),
                 r.group[1].value.clone(),
@@ -569,9 +569,9 @@ async fn delivery_stats_group_and_filter_a_known_data_set() {
         .into_inner()
         .rows;
     assert_eq!(by_day.len(), 2);
-    assert_eq!(by_day[0].counts.clone().unwrap().delivered, 3);
+    assert_eq!(by_day[0].counts.unwrap().delivered, 3);
     assert_eq!(
-        by_day[1].counts.clone().unwrap().delivered,
+        by_day[1].counts.unwrap().delivered,
         7,
         "6 SMS and 1 email today"
     );
@@ -586,7 +586,7 @@ async fn delivery_stats_group_and_filter_a_known_data_set() {
         .unwrap()
         .into_inner()
         .rows;
-    let c = total[0].counts.clone().unwrap();
+    let c = total[0].counts.unwrap();
     assert_eq!(
         (c.delivered, c.blocked_compliance, c.sender_error),
         (3, 4, 1)
