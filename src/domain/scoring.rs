@@ -82,17 +82,7 @@ pub fn assess_channel(
     let beta = (1.0 - prior.prior_mean) * prior.prior_strength;
     let posterior = (alpha + ev.delivered) / (alpha + beta + amount);
 
-    let streak = FailureStreak::new(
-        state.hard_fails.streak(state.last_cleared),
-        state.soft_fails.streak(state.last_cleared),
-        model.soft_fails_per_hard_fail,
-    );
-    let suppressed = suppression(
-        &state.consent,
-        streak,
-        model.suppress_after_hard_fails,
-        model.soft_fails_per_hard_fail,
-    );
+    let (streak, suppressed) = channel_suppression(state, model);
     let no_permission = channel == Channel::Push
         && model.push_requires_permission
         && state.consent.last_permission.is_none();
@@ -161,6 +151,26 @@ pub fn assess_channel(
         last_event: state.last_event,
         reasons,
     }
+}
+
+/// A channel's failure streak and the suppression in force, without the
+/// rest of an assessment (what the write path checks on every event).
+pub fn channel_suppression(
+    state: &ChannelState,
+    model: &ScoringModel,
+) -> (FailureStreak, Option<Suppression>) {
+    let streak = FailureStreak::new(
+        state.hard_fails.streak(state.last_cleared),
+        state.soft_fails.streak(state.last_cleared),
+        model.soft_fails_per_hard_fail,
+    );
+    let suppressed = suppression(
+        &state.consent,
+        streak,
+        model.suppress_after_hard_fails,
+        model.soft_fails_per_hard_fail,
+    );
+    (streak, suppressed)
 }
 
 fn evidence_reason(

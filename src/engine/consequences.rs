@@ -8,7 +8,7 @@ use crate::{
         Channel, ChannelEvent, ContactProfile, Millis, Status,
         action::{Action, ActionKind},
         profile::Effects,
-        scoring::{assess, assess_channel, best_channel},
+        scoring::{assess, best_channel, channel_suppression},
         stats::Dims,
         suppression::Suppression,
     },
@@ -116,8 +116,11 @@ impl<S: Store> Engine<S> {
         after: &ContactProfile,
         now: Millis,
     ) {
-        let was = assess_channel(channel, before.channel(channel), &self.model, now).suppression;
-        let is = assess_channel(channel, after.channel(channel), &self.model, now).suppression;
+        let suppressed = |p: &ContactProfile| {
+            p.channel(channel)
+                .and_then(|s| channel_suppression(s, &self.model).1)
+        };
+        let (was, is) = (suppressed(before), suppressed(after));
         let advice = match (&was, &is) {
             (None, Some(Suppression::Failures { .. })) => {
                 "verify the address before sending on it again"
@@ -175,16 +178,29 @@ impl<S: Store> Engine<S> {
         Ok(())
     }
 
-    /// Records the statistics and publishes the actions of committed updates.
+    /// Records the statistics and publishes the actions of committed updates,
+    /// with one durable append per tenant for the whole call rather than one
+    /// per contact (a bulk stream of hard bounces would otherwise sync once
+    /// per contact).
     pub(crate) async fn realize(&self, committed: Vec<Consequences>) -> Result<()> {
+        let mut actions: Vec<(Tenant, Vec<Action>)> = Vec::new();
         for c in committed {
             let Some(tenant) = c.tenant else { continue };
             for s in &c.stats {
                 self.stats
                     .record(&tenant, s.at, &s.dims, s.status, s.delta, s.latency_ms);
             }
+            if c.actions.is_empty() {
+                continue;
+            }
+            match actions.iter_mut().find(|(t, _)| *t == tenant) {
+                Some((_, list)) => list.extend(c.actions),
+                None => actions.push((tenant, c.actions)),
+            }
+        }
+        for (tenant, list) in actions {
             self.outbox
-                .publish(self.store.as_ref(), &tenant, &c.actions)
+                .publish(self.store.as_ref(), &tenant, &list)
                 .await?;
         }
         Ok(())

@@ -8,6 +8,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    hash::Hash,
     sync::{Mutex, RwLock},
 };
 
@@ -19,14 +20,26 @@ use crate::{
     storage::{Granularity, StatDelta, Store, StoreError, Tenant},
 };
 
-type CellKey = (Tenant, Granularity, u32, Dims);
 type RouteKey = (Tenant, Dims);
+/// Pending deltas by tenant, then (granularity, bucket), then dimensions:
+/// nested so that recording into an existing cell clones nothing (this is
+/// on the write path of every event).
+type Pending = HashMap<Tenant, HashMap<(Granularity, u32), HashMap<Dims, StatCell>>>;
 
 pub struct StatsAggregator {
-    pending: Mutex<HashMap<CellKey, StatCell>>,
+    pending: Mutex<Pending>,
     /// Minute cells per route within `horizon_minutes`.
     routes: RwLock<HashMap<RouteKey, BTreeMap<u32, StatCell>>>,
     horizon_minutes: u32,
+}
+
+/// The value under `key`, inserted empty if missing; unlike `entry`, takes
+/// the key by reference and clones it only on insertion.
+fn slot<'a, K: Eq + Hash + Clone, V: Default>(map: &'a mut HashMap<K, V>, key: &K) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.clone(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 impl StatsAggregator {
@@ -48,14 +61,12 @@ impl StatsAggregator {
         delta: i64,
         latency_ms: Option<i64>,
     ) {
+        let route = dims.route();
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        for (granularity, dims) in [
-            (Granularity::Day, dims.clone()),
-            (Granularity::Minute, dims.route()),
-        ] {
-            let cell = pending
-                .entry((tenant.clone(), granularity, granularity.bucket(at), dims))
-                .or_default();
+        let buckets = slot(&mut pending, tenant);
+        for (granularity, dims) in [(Granularity::Day, dims), (Granularity::Minute, &route)] {
+            let cells = slot(buckets, &(granularity, granularity.bucket(at)));
+            let cell = slot(cells, dims);
             cell.add(status, delta);
             if let Some(ms) = latency_ms {
                 cell.latency.record(ms);
@@ -71,18 +82,28 @@ impl StatsAggregator {
         }
         let deltas: Vec<StatDelta> = taken
             .iter()
-            .map(|((tenant, granularity, bucket, dims), cell)| StatDelta {
-                tenant: tenant.clone(),
-                granularity: *granularity,
-                bucket: *bucket,
-                dims: dims.clone(),
-                cell: cell.clone(),
+            .flat_map(|(tenant, buckets)| {
+                buckets
+                    .iter()
+                    .flat_map(move |(&(granularity, bucket), cells)| {
+                        cells.iter().map(move |(dims, cell)| StatDelta {
+                            tenant: tenant.clone(),
+                            granularity,
+                            bucket,
+                            dims: dims.clone(),
+                            cell: cell.clone(),
+                        })
+                    })
             })
             .collect();
         if let Err(e) = store.add_stats(deltas).await {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            for (key, cell) in taken {
-                pending.entry(key).or_default().merge(&cell);
+            for (tenant, buckets) in taken {
+                for (key, cells) in buckets {
+                    for (dims, cell) in cells {
+                        slot(slot(slot(&mut pending, &tenant), &key), &dims).merge(&cell);
+                    }
+                }
             }
             return Err(e);
         }
@@ -90,14 +111,19 @@ impl StatsAggregator {
             .bucket(now)
             .saturating_sub(self.horizon_minutes);
         let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
-        for ((tenant, granularity, bucket, dims), cell) in taken {
-            if granularity == Granularity::Minute && bucket >= oldest {
-                routes
-                    .entry((tenant, dims))
-                    .or_default()
-                    .entry(bucket)
-                    .or_default()
-                    .merge(&cell);
+        for (tenant, buckets) in taken {
+            for ((granularity, bucket), cells) in buckets {
+                if granularity != Granularity::Minute || bucket < oldest {
+                    continue;
+                }
+                for (dims, cell) in cells {
+                    routes
+                        .entry((tenant.clone(), dims))
+                        .or_default()
+                        .entry(bucket)
+                        .or_default()
+                        .merge(&cell);
+                }
             }
         }
         for minutes in routes.values_mut() {
@@ -172,8 +198,10 @@ mod tests {
         );
         stats.record(&tenant, Millis(121_000), &dims, Status::Delivered, 1, None);
         let pending = stats.pending.lock().unwrap();
-        assert_eq!(pending.len(), 2, "one day cell, one route minute cell");
-        let minute = &pending[&(tenant.clone(), Granularity::Minute, 2, dims.route())];
+        let buckets = &pending[&tenant];
+        let cells: usize = buckets.values().map(HashMap::len).sum();
+        assert_eq!(cells, 2, "one day cell, one route minute cell");
+        let minute = &buckets[&(Granularity::Minute, 2)][&dims.route()];
         assert_eq!(
             (minute.count(Status::Delivered), minute.latency.total()),
             (2, 1)
