@@ -11,6 +11,9 @@ const API: &[&str] = &[
     "proto/reachability/v1/events.proto",
     "proto/reachability/v1/delivery.proto",
     "proto/reachability/v1/providers.proto",
+    "proto/reachability/v1/contacts.proto",
+    "proto/reachability/v1/senders.proto",
+    "proto/reachability/v1/policies.proto",
     "proto/reachability/v1/reachability_service.proto",
 ];
 /// The benchmark's echo baseline: generated, never served by `reach serve`.

@@ -4,6 +4,7 @@
 //! its default is listed in `docs/configuration.md`.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
@@ -17,7 +18,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     domain::{
-        EventLimits, ScoringModel, message::LifecycleConfig, route_health::RouteHealthConfig,
+        EventLimits, ScoringModel,
+        address::{AddressConfig, AddressKey},
+        message::LifecycleConfig,
+        policy::SendPolicy,
+        quiet_hours::QuietHoursConfig,
+        route_health::RouteHealthConfig,
+        sender_health::SenderHealthConfig,
     },
     providers::ProvidersConfig,
     storage::SledConfig,
@@ -48,6 +55,12 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub route_health: RouteHealthConfig,
     pub actions: ActionsConfig,
+    pub addresses: AddressConfig,
+    pub sender_health: SenderHealthConfig,
+    pub quiet_hours: QuietHoursConfig,
+    /// Send policies by campaign type, e.g. `[policies.otp]`; "default"
+    /// governs requests without a campaign type.
+    pub policies: BTreeMap<String, SendPolicy>,
 }
 
 /// The action outbox (`[actions]`).
@@ -91,6 +104,10 @@ impl Default for Config {
             lifecycle: LifecycleConfig::default(),
             route_health: RouteHealthConfig::default(),
             actions: ActionsConfig::default(),
+            addresses: AddressConfig::default(),
+            sender_health: SenderHealthConfig::default(),
+            quiet_hours: QuietHoursConfig::default(),
+            policies: BTreeMap::new(),
         }
     }
 }
@@ -135,6 +152,22 @@ impl Config {
             return Err("limits.max_id_bytes must be positive".into());
         }
         self.admin_addr()?;
+        if !self.addresses.hash_key.is_empty() {
+            AddressKey::from_hex(&self.addresses.hash_key)
+                .map_err(|e| format!("addresses.hash_key {e}"))?;
+        }
+        self.sender_health.validate()?;
+        self.quiet_hours.validate()?;
+        for (name, policy) in &self.policies {
+            crate::engine::check_policy_name("policies", name).map_err(|e| e.to_string())?;
+            policy
+                .validate()
+                .map_err(|e| format!("policies.{name}: {e}"))?;
+        }
+        if !self.addresses.default_region.is_empty() {
+            crate::domain::address::check_region(&self.addresses.default_region)
+                .map_err(|e| format!("addresses.default_region: {e}"))?;
+        }
         for (name, d) in [
             ("lifecycle.sweep_every", self.lifecycle.sweep_every),
             ("route_health.window", self.route_health.window),
@@ -164,13 +197,44 @@ impl Config {
             .map_err(|e| format!("admin_listen {:?}: {e}", self.admin_listen))
     }
 
-    /// The engine's part of the configuration.
-    pub fn engine_settings(&self) -> crate::engine::Settings {
+    /// The engine's part of the configuration; `address_key` comes from
+    /// [`Config::address_key`].
+    pub fn engine_settings(&self, address_key: AddressKey) -> crate::engine::Settings {
         crate::engine::Settings {
             scoring: self.scoring.clone(),
             limits: self.limits.clone(),
             lifecycle: self.lifecycle.clone(),
             route_health: self.route_health.clone(),
+            addresses: self.addresses.clone(),
+            sender_health: self.sender_health.clone(),
+            quiet_hours: self.quiet_hours.clone(),
+            policies: self.policies.clone(),
+            address_key: Some(address_key),
+        }
+    }
+
+    /// The key of address hashes: `addresses.hash_key` if set, else the one
+    /// in `<data_dir>/address-hash.key`, generated on first start. Losing
+    /// it orphans every stored address (new events get new ids), so it is
+    /// written before anything is hashed with it.
+    pub fn address_key(&self) -> Result<AddressKey, String> {
+        if !self.addresses.hash_key.is_empty() {
+            return AddressKey::from_hex(&self.addresses.hash_key);
+        }
+        let path = self.data_dir.join("address-hash.key");
+        match std::fs::read_to_string(&path) {
+            Ok(hex) => AddressKey::from_hex(&hex).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = AddressKey::new(crate::domain::address::random_key());
+                write_secret(&path, &key.to_hex())
+                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                tracing::warn!(
+                    path = %path.display(),
+                    "generated a new address hash key; back it up with the data dir, or set addresses.hash_key"
+                );
+                Ok(key)
+            }
+            Err(e) => Err(format!("reading {}: {e}", path.display())),
         }
     }
 
@@ -178,6 +242,18 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
     }
+}
+
+/// Writes a file readable by its owner only, durably.
+fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 #[cfg(test)]

@@ -197,7 +197,14 @@ async fn open_store(
             return None;
         }
     };
-    let engine = Engine::new(store, config.engine_settings(), providers);
+    let key = match config.address_key() {
+        Ok(key) => key,
+        Err(e) => {
+            let _ = failed.send(anyhow::anyhow!("address hash key: {e}"));
+            return None;
+        }
+    };
+    let engine = Engine::new(store, config.engine_settings(key), providers);
     if let Err(e) = engine.warm_up().await {
         let _ = failed.send(anyhow::Error::new(e).context("loading route statistics"));
         return None;

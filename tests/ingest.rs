@@ -203,7 +203,7 @@ async fn queries_validate_the_contact_id() {
         let status = client
             .get_reachability(proto::GetReachabilityRequest {
                 contact_id: contact_id.clone(),
-                as_of: None,
+                ..Default::default()
             })
             .await
             .unwrap_err();

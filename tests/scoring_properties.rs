@@ -4,7 +4,8 @@
 use proptest::prelude::*;
 use reach::domain::{
     Channel, ChannelEvent, ContactProfile, Millis, ScoringModel, Status,
-    event::EventMetadata,
+    address::{AddressId, AddressInfo, ResolvedAddress},
+    event::{EventAddress, EventMetadata},
     scoring::{assess, best_channel},
 };
 
@@ -37,13 +38,39 @@ fn event(channel: Channel, status: Status, at: i64) -> ChannelEvent {
         occurred_at: Millis(at),
         sent_at: None,
         metadata: EventMetadata::default(),
+        address: EventAddress::default(),
     }
+}
+
+/// Events name no address (0) or one of two addresses per channel.
+fn addressed(mut e: ChannelEvent, address: u8) -> ChannelEvent {
+    if address > 0 {
+        e.address.resolved = Some(ResolvedAddress {
+            id: AddressId([address; 16]),
+            info: AddressInfo {
+                hint: format!("address {address}"),
+                ..AddressInfo::default()
+            },
+        });
+    }
+    e
 }
 
 /// Events over a year, with coarse times so that ties happen.
 fn events() -> impl Strategy<Value = Vec<ChannelEvent>> {
-    let one = (0usize..4, 0usize..STATUSES.len(), 0i64..365, 0i64..3)
-        .prop_map(|(c, s, day, ms)| event(Channel::ALL[c], STATUSES[s], BASE + day * DAY + ms));
+    let one = (
+        0usize..4,
+        0usize..STATUSES.len(),
+        0i64..365,
+        0i64..3,
+        0u8..3,
+    )
+        .prop_map(|(c, s, day, ms, address)| {
+            addressed(
+                event(Channel::ALL[c], STATUSES[s], BASE + day * DAY + ms),
+                address,
+            )
+        });
     prop::collection::vec(one, 0..80)
 }
 
@@ -93,6 +120,7 @@ proptest! {
             prop_assert_eq!(&a.suppression, &b.suppression);
             prop_assert_eq!(a.consecutive_hard_fails, b.consecutive_hard_fails);
             prop_assert_eq!(a.last_event, b.last_event);
+            prop_assert_eq!(a.address.as_ref().map(|x| x.id), b.address.as_ref().map(|x| x.id));
         }
         for c in Channel::ALL {
             let (s1, s2) = (p1.channel(c), p2.channel(c));

@@ -161,6 +161,7 @@ pub fn profile_bytes_after(events: u64) -> usize {
             occurred_at: Millis(start + (i as i64 * 7919) % (365 * 86_400_000)),
             sent_at: None,
             metadata: EventMetadata::default(),
+            address: Default::default(),
         };
         profile.apply(&event, &model);
     }

@@ -114,6 +114,7 @@ pub async fn preload(
                 occurred_at: at,
                 sent_at: None,
                 metadata: EventMetadata::default(),
+                address: Default::default(),
             };
             profile.apply(&event, &model);
             events += 1;

@@ -156,7 +156,7 @@ impl Target {
             Scenario::Reachability => {
                 let req = proto::GetReachabilityRequest {
                     contact_id: self.random_contact(),
-                    as_of: None,
+                    ..Default::default()
                 };
                 (
                     req.encoded_len(),
@@ -200,7 +200,7 @@ impl Target {
             Scenario::Reachability => client
                 .get_reachability(proto::GetReachabilityRequest {
                     contact_id: self.random_contact(),
-                    as_of: None,
+                    ..Default::default()
                 })
                 .await
                 .map(|_| 1),

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Channel, Millis, Status};
+use crate::domain::{
+    Channel, Millis, Status,
+    address::{ResolvedAddress, Sensitive},
+};
 
 /// One normalized delivery or engagement event about one contact.
 #[derive(Clone, Debug, PartialEq)]
@@ -16,6 +19,23 @@ pub struct ChannelEvent {
     pub occurred_at: Millis,
     pub sent_at: Option<Millis>,
     pub metadata: EventMetadata,
+    pub address: EventAddress,
+}
+
+/// The address an event was sent to, if the caller named one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventAddress {
+    /// As the caller gave it; never logged.
+    pub raw: Sensitive,
+    /// Canonical id and facts, set by the engine's validation.
+    pub resolved: Option<ResolvedAddress>,
+}
+
+impl ChannelEvent {
+    /// The id of the address the event concerns, once resolved.
+    pub fn address_id(&self) -> Option<crate::domain::address::AddressId> {
+        self.address.resolved.as_ref().map(|a| a.id)
+    }
 }
 
 /// Optional route and campaign facts carried along for audit and analytics.
@@ -189,6 +209,7 @@ mod tests {
             occurred_at: Millis(1_000_000),
             sent_at: None,
             metadata: EventMetadata::default(),
+            address: EventAddress::default(),
         }
     }
 

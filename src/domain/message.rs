@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Channel, Millis, Status};
+use crate::domain::{Channel, Millis, Status, address::AddressId};
 
 /// Receipt windows and how long messages are remembered (`[lifecycle]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,6 +85,8 @@ impl LifecycleConfig {
 pub struct MessageState {
     pub id: String,
     pub channel: Option<Channel>,
+    /// The address it was sent to, if the events named one.
+    pub address: Option<AddressId>,
     pub sent_at: Option<Millis>,
     /// When silence turns into UNCONFIRMED: `sent_at` + the route's window.
     pub deadline: Option<Millis>,

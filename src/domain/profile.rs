@@ -1,21 +1,44 @@
-//! The per-contact state reach keeps: per channel, counters, decayed
-//! evidence, failure logs, consent and the last route; per contact, the
-//! recent messages. Its size is bounded whatever the number of events, and
-//! applying events is order-insensitive.
+//! The per-contact state reach keeps: per channel and per address,
+//! counters, decayed evidence, failure logs, consent and the last route; per
+//! contact, the recent messages and what the caller told reach about the
+//! contact. Its size is bounded whatever the number of events, and applying
+//! events is order-insensitive.
 
 use crate::domain::{
     Channel, ChannelEvent, Effect, Millis, ScoringModel, Status,
+    address::{AddressId, AddressInfo, ResolvedAddress},
+    contact::ContactInfo,
     evidence::{Evidence, Kind},
     message::{LifecycleConfig, Messages, closes, is_receipt},
     suppression::{Consent, FailLog},
 };
 
+/// Addresses kept per channel at most. Past it the least recently active
+/// address without an opt-out or complaint is forgotten (opt-outs are kept
+/// longest: forgetting one could let a send through).
+pub const MAX_ADDRESSES_PER_CHANNEL: usize = 8;
+
 /// Everything reach knows about one contact.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ContactProfile {
-    /// Indexed by [`Channel::index`].
+    /// State of events that named no address, indexed by [`Channel::index`].
+    /// Once a channel has addresses, only its consent still counts: it is
+    /// channel-wide and covers every address.
     pub channels: [Option<ChannelState>; 4],
+    /// Per-address state, for events that named an address and addresses
+    /// upserted with the contact.
+    pub addresses: Vec<AddressSlot>,
     pub messages: Messages,
+    pub contact: ContactInfo,
+}
+
+/// One address of a contact on one channel, and what reach knows of it there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddressSlot {
+    pub channel: Channel,
+    pub id: AddressId,
+    pub info: AddressInfo,
+    pub state: ChannelState,
 }
 
 /// What reach knows about one contact on one channel.
@@ -87,18 +110,110 @@ pub struct Expired {
 }
 
 impl ContactProfile {
+    /// The state of events without an address on `channel`.
     pub fn channel(&self, channel: Channel) -> Option<&ChannelState> {
         self.channels[channel.index()].as_ref()
     }
 
-    fn channel_mut(&mut self, channel: Channel) -> &mut ChannelState {
+    pub(crate) fn channel_mut(&mut self, channel: Channel) -> &mut ChannelState {
         self.channels[channel.index()].get_or_insert_with(ChannelState::default)
+    }
+
+    /// The channel-wide consent of `channel` (opt-ins and opt-outs that
+    /// named no address, and consent given through UpsertContact).
+    pub fn channel_consent(&self, channel: Channel) -> Consent {
+        self.channel(channel)
+            .map(|s| s.consent.clone())
+            .unwrap_or_default()
+    }
+
+    /// The addresses of `channel`, in the order they were first seen.
+    pub fn addresses_of(&self, channel: Channel) -> impl Iterator<Item = &AddressSlot> {
+        self.addresses.iter().filter(move |a| a.channel == channel)
+    }
+
+    /// The state an event about `address` on `channel` concerns.
+    pub fn state(&self, channel: Channel, address: Option<AddressId>) -> Option<&ChannelState> {
+        match address {
+            None => self.channel(channel),
+            Some(id) => self
+                .addresses
+                .iter()
+                .find(|a| a.channel == channel && a.id == id)
+                .map(|a| &a.state),
+        }
+    }
+
+    fn state_mut(
+        &mut self,
+        channel: Channel,
+        address: Option<&ResolvedAddress>,
+    ) -> &mut ChannelState {
+        match address {
+            None => self.channel_mut(channel),
+            Some(address) => &mut self.address_slot(channel, address).state,
+        }
+    }
+
+    /// The slot of `address` on `channel`, created if new (forgetting the
+    /// least valuable one past [`MAX_ADDRESSES_PER_CHANNEL`]).
+    pub fn address_slot(
+        &mut self,
+        channel: Channel,
+        address: &ResolvedAddress,
+    ) -> &mut AddressSlot {
+        let found = self
+            .addresses
+            .iter()
+            .position(|a| a.channel == channel && a.id == address.id);
+        let index = match found {
+            Some(i) => {
+                let info = &mut self.addresses[i].info;
+                // Facts from validation may be newer (metadata updates, a
+                // plaintext now kept); the caller's label stays.
+                let label = std::mem::take(&mut info.label);
+                *info = AddressInfo {
+                    label,
+                    ..address.info.clone()
+                };
+                i
+            }
+            None => {
+                if self.addresses_of(channel).count() >= MAX_ADDRESSES_PER_CHANNEL {
+                    self.forget_one(channel);
+                }
+                self.addresses.push(AddressSlot {
+                    channel,
+                    id: address.id,
+                    info: address.info.clone(),
+                    state: ChannelState::default(),
+                });
+                self.addresses.len() - 1
+            }
+        };
+        &mut self.addresses[index]
+    }
+
+    fn forget_one(&mut self, channel: Channel) {
+        let protected = |a: &AddressSlot| {
+            a.state.consent.opted_out().is_some() || a.state.consent.complained().is_some()
+        };
+        let victim = self
+            .addresses
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.channel == channel)
+            .min_by_key(|(_, a)| (protected(a), a.state.last_event, a.id))
+            .map(|(i, _)| i);
+        if let Some(i) = victim {
+            self.addresses.remove(i);
+        }
     }
 
     /// Applies one event (scoring only: no message tracking).
     pub fn apply(&mut self, event: &ChannelEvent, model: &ScoringModel) {
         let half_life = model.half_life_ms();
-        self.channel_mut(event.channel)
+        self.state_mut(event.channel, event.address.resolved.as_ref())
             .apply(event.status, event.occurred_at, half_life);
         self.note_route(event);
     }
@@ -118,6 +233,9 @@ impl ContactProfile {
         if !message_id.is_empty() {
             let message = self.messages.entry(message_id);
             message.channel.get_or_insert(event.channel);
+            if message.address.is_none() {
+                message.address = event.address_id();
+            }
             let sent = match event.status {
                 Status::Sent => Some(event.sent_at.unwrap_or(event.occurred_at)),
                 _ => event.sent_at,
@@ -155,7 +273,7 @@ impl ContactProfile {
             }
         }
         if let Some(at) = effects.withdrew_unconfirmed {
-            let state = self.channel_mut(event.channel);
+            let state = self.state_mut(event.channel, event.address.resolved.as_ref());
             state.evidence.remove(Kind::Unconfirmed, at, half_life);
             state.counts.unconfirmed = state.counts.unconfirmed.saturating_sub(1);
         }
@@ -187,8 +305,19 @@ impl ContactProfile {
         }
         message.unconfirmed_at = Some(deadline);
         let channel = message.channel?;
-        self.channel_mut(channel)
-            .apply(Status::Unconfirmed, deadline, model.half_life_ms());
+        let address = message.address;
+        let state = match address {
+            None => Some(self.channel_mut(channel)),
+            // An address forgotten since the send has no state to update.
+            Some(id) => self
+                .addresses
+                .iter_mut()
+                .find(|a| a.channel == channel && a.id == id)
+                .map(|a| &mut a.state),
+        };
+        if let Some(state) = state {
+            state.apply(Status::Unconfirmed, deadline, model.half_life_ms());
+        }
         Some(Expired { channel, deadline })
     }
 
@@ -197,7 +326,7 @@ impl ContactProfile {
         if carrier.is_empty() && country.is_empty() {
             return;
         }
-        let state = self.channel_mut(event.channel);
+        let state = self.state_mut(event.channel, event.address.resolved.as_ref());
         if state
             .last_route
             .as_ref()
@@ -300,6 +429,7 @@ mod tests {
                 message_id: id.into(),
                 ..EventMetadata::default()
             },
+            address: Default::default(),
         }
     }
 

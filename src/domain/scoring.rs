@@ -6,8 +6,10 @@
 
 use crate::domain::{
     Channel, ChannelState, ContactProfile, Millis, ScoringModel,
+    address::{AddressId, AddressInfo, ResolvedAddress},
     evidence::Evidence,
-    suppression::{FailureStreak, Suppression, suppression},
+    profile::{AddressSlot, Route},
+    suppression::{Consent, FailureStreak, Suppression, suppression},
 };
 
 /// How reachable a contact is on one channel.
@@ -27,6 +29,56 @@ pub struct ChannelAssessment {
     pub engagement: f64,
     pub last_event: Option<Millis>,
     pub reasons: Vec<String>,
+    /// The address to use: the best eligible one (or, if none is, the best
+    /// of the ineligible). `None` when the channel has no known address.
+    pub address: Option<ResolvedAddress>,
+    /// Every known address of the channel, best first.
+    pub addresses: Vec<AddressAssessment>,
+    /// Why the channel cannot be used for reasons other than the contact's
+    /// suppression: the address type, the sender, the send policy.
+    pub restriction: Option<String>,
+    /// The route of the chosen address's latest event that named one.
+    pub last_route: Option<Route>,
+    /// Set when the channel is in its quiet hours: when they end.
+    pub quiet_until: Option<Millis>,
+    /// Which quiet hours and whose local time, when they are on.
+    pub quiet_reason: String,
+}
+
+/// How reachable one address of a channel is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddressAssessment {
+    pub id: AddressId,
+    pub info: AddressInfo,
+    pub score: f64,
+    pub eligible: bool,
+    /// Why it is not eligible, or its evidence in short.
+    pub reason: String,
+}
+
+impl ChannelAssessment {
+    /// Makes the channel ineligible for a reason outside the contact's
+    /// history (sender not cleared, policy), keeping the rest as evidence.
+    pub fn restrict(&mut self, why: String) {
+        if self.restriction.is_none() {
+            self.restriction = Some(why.clone());
+        }
+        self.eligible = false;
+        self.score = 0.0;
+        self.weighted = 0.0;
+        self.reasons.push(format!("not eligible: {why}"));
+    }
+
+    /// Why the channel is not eligible, in words.
+    pub fn ineligible_reason(&self) -> String {
+        if let Some(r) = &self.restriction {
+            return r.clone();
+        }
+        match &self.suppression {
+            Some(s) => s.to_string(),
+            None => "no push permission on record".into(),
+        }
+    }
 }
 
 /// All four channels of one contact.
@@ -42,6 +94,12 @@ pub struct Reachability {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BestChannel {
     pub channel: Option<Channel>,
+    /// The address to use on it, if the channel has known addresses.
+    pub address: Option<ResolvedAddress>,
+    /// Not before this instant (quiet hours); `None`: now.
+    pub send_after: Option<Millis>,
+    /// The send policy applied.
+    pub policy: String,
     pub ranked: Vec<ChannelAssessment>,
     pub reason: String,
 }
@@ -50,7 +108,7 @@ pub struct BestChannel {
 pub fn assess(profile: &ContactProfile, model: &ScoringModel, now: Millis) -> Reachability {
     let channels: Vec<ChannelAssessment> = Channel::ALL
         .iter()
-        .map(|&c| assess_channel(c, profile.channel(c), model, now))
+        .map(|&c| assess_addresses(c, profile, model, now))
         .collect();
     let miss_all: f64 = channels
         .iter()
@@ -63,15 +121,107 @@ pub fn assess(profile: &ContactProfile, model: &ScoringModel, now: Millis) -> Re
     }
 }
 
-/// Scores one channel; `state` is `None` for a channel with no history.
+/// Scores a channel as its best eligible address; a channel without known
+/// addresses is scored from the events that named none.
+fn assess_addresses(
+    channel: Channel,
+    profile: &ContactProfile,
+    model: &ScoringModel,
+    now: Millis,
+) -> ChannelAssessment {
+    let slots: Vec<&AddressSlot> = profile.addresses_of(channel).collect();
+    if slots.is_empty() {
+        return assess_channel(channel, profile.channel(channel), None, None, model, now);
+    }
+    let channel_wide = profile.channel_consent(channel);
+    let mut candidates: Vec<ChannelAssessment> = slots
+        .iter()
+        .map(|slot| {
+            let mut a = assess_channel(
+                channel,
+                Some(&slot.state),
+                Some(&channel_wide),
+                slot.info.refusal(channel),
+                model,
+                now,
+            );
+            a.address = Some(ResolvedAddress {
+                id: slot.id,
+                info: slot.info.clone(),
+            });
+            a
+        })
+        .collect();
+    // Best first: eligible, then score, then the most recently active, then
+    // the id, so that the choice never depends on insertion order.
+    candidates.sort_by(|a, b| {
+        b.eligible
+            .cmp(&a.eligible)
+            .then(b.score.total_cmp(&a.score))
+            .then(b.last_event.cmp(&a.last_event))
+            .then(address_id(a).cmp(&address_id(b)))
+    });
+    let summaries: Vec<AddressAssessment> = candidates
+        .iter()
+        .map(|a| {
+            let address = a.address.clone().expect("address candidate");
+            AddressAssessment {
+                id: address.id,
+                info: address.info,
+                score: a.score,
+                eligible: a.eligible,
+                reason: if a.eligible {
+                    a.reasons[0].clone()
+                } else {
+                    a.ineligible_reason()
+                },
+            }
+        })
+        .collect();
+    let eligible = summaries.iter().filter(|s| s.eligible).count();
+    let mut best = candidates.swap_remove(0);
+    let hint = &summaries[0].info.hint;
+    best.reasons.insert(
+        0,
+        if eligible > 0 {
+            format!(
+                "address {hint}: best of {} known address{} ({eligible} eligible)",
+                summaries.len(),
+                if summaries.len() == 1 { "" } else { "es" }
+            )
+        } else {
+            format!(
+                "none of {} known address{} is eligible",
+                summaries.len(),
+                if summaries.len() == 1 { "" } else { "es" }
+            )
+        },
+    );
+    best.addresses = summaries;
+    best
+}
+
+fn address_id(a: &ChannelAssessment) -> Option<AddressId> {
+    a.address.as_ref().map(|x| x.id)
+}
+
+/// Scores one channel state; `state` is `None` for a channel with no
+/// history. An address's state also takes its channel's consent
+/// (`channel_wide`) and can be refused outright by the address type.
 pub fn assess_channel(
     channel: Channel,
     state: Option<&ChannelState>,
+    channel_wide: Option<&Consent>,
+    refusal: Option<String>,
     model: &ScoringModel,
     now: Millis,
 ) -> ChannelAssessment {
     let default_state = ChannelState::default();
     let state = state.unwrap_or(&default_state);
+    let consent = match channel_wide {
+        Some(wide) => state.consent.merged(wide),
+        None => state.consent.clone(),
+    };
     let prior = model.channel(channel);
     let ev = state.evidence.at(now, model.half_life_ms());
     let failures = model.hard_fail_weight * ev.hard_fails
@@ -82,11 +232,11 @@ pub fn assess_channel(
     let beta = (1.0 - prior.prior_mean) * prior.prior_strength;
     let posterior = (alpha + ev.delivered) / (alpha + beta + amount);
 
-    let (streak, suppressed) = channel_suppression(state, model);
+    let (streak, suppressed) = suppression_with(state, &consent, model);
     let no_permission = channel == Channel::Push
         && model.push_requires_permission
-        && state.consent.last_permission.is_none();
-    let eligible = suppressed.is_none() && !no_permission;
+        && consent.last_permission.is_none();
+    let eligible = suppressed.is_none() && !no_permission && refusal.is_none();
     let score = if eligible { posterior } else { 0.0 };
 
     let mut reasons = Vec::new();
@@ -122,6 +272,9 @@ pub fn assess_channel(
     if no_permission {
         reasons.push("no push permission on record (no opt-in, delivery or engagement)".into());
     }
+    if let Some(why) = &refusal {
+        reasons.push(format!("not eligible: {why}"));
+    }
     let side = &state.sender_side;
     if side.blocked_compliance + side.sender_error > 0 {
         reasons.push(format!(
@@ -143,13 +296,19 @@ pub fn assess_channel(
         weighted: score * prior.weight,
         eligible,
         confidence: amount / (amount + model.confidence_half_evidence),
-        opted_out: state.consent.opted_out().is_some(),
+        opted_out: consent.opted_out().is_some(),
         suppression: suppressed,
         consecutive_hard_fails: streak.hard.count,
         consecutive_soft_fails: streak.soft.count,
         engagement,
         last_event: state.last_event,
         reasons,
+        address: None,
+        addresses: Vec::new(),
+        restriction: refusal,
+        last_route: state.last_route.clone(),
+        quiet_until: None,
+        quiet_reason: String::new(),
     }
 }
 
@@ -159,13 +318,23 @@ pub fn channel_suppression(
     state: &ChannelState,
     model: &ScoringModel,
 ) -> (FailureStreak, Option<Suppression>) {
+    suppression_with(state, &state.consent, model)
+}
+
+/// As [`channel_suppression`], under `consent` (an address's own merged
+/// with its channel's).
+pub fn suppression_with(
+    state: &ChannelState,
+    consent: &Consent,
+    model: &ScoringModel,
+) -> (FailureStreak, Option<Suppression>) {
     let streak = FailureStreak::new(
         state.hard_fails.streak(state.last_cleared),
         state.soft_fails.streak(state.last_cleared),
         model.soft_fails_per_hard_fail,
     );
     let suppressed = suppression(
-        &state.consent,
+        consent,
         streak,
         model.suppress_after_hard_fails,
         model.soft_fails_per_hard_fail,
@@ -253,10 +422,13 @@ pub fn best_channel(reach: Reachability, allowed: &[Channel], model: &ScoringMod
     let Some(best) = ranked.first().filter(|a| a.eligible) else {
         let why: Vec<String> = ranked
             .iter()
-            .map(|a| format!("{}: {}", a.channel, ineligible_reason(a)))
+            .map(|a| format!("{}: {}", a.channel, a.ineligible_reason()))
             .collect();
         return BestChannel {
             channel: None,
+            address: None,
+            send_after: None,
+            policy: String::new(),
             reason: format!("no eligible channel: {}", why.join("; ")),
             ranked,
         };
@@ -271,14 +443,10 @@ pub fn best_channel(reach: Reachability, allowed: &[Channel], model: &ScoringMod
     );
     BestChannel {
         channel: Some(best.channel),
+        address: best.address.clone(),
+        send_after: None,
+        policy: String::new(),
         reason,
         ranked,
-    }
-}
-
-fn ineligible_reason(a: &ChannelAssessment) -> String {
-    match &a.suppression {
-        Some(s) => s.to_string(),
-        None => "no push permission on record".into(),
     }
 }

@@ -116,6 +116,19 @@ pub struct Consent {
 }
 
 impl Consent {
+    /// The consent of an address under its channel's: the latest of each
+    /// kind of event from either (a channel-wide opt-out covers every
+    /// address of the channel; a later channel-wide opt-in re-permits them).
+    pub fn merged(&self, channel_wide: &Consent) -> Consent {
+        let latest = |a: Option<Millis>, b: Option<Millis>| a.max(b);
+        Consent {
+            last_opt_out: latest(self.last_opt_out, channel_wide.last_opt_out),
+            last_opt_in: latest(self.last_opt_in, channel_wide.last_opt_in),
+            last_complaint: latest(self.last_complaint, channel_wide.last_complaint),
+            last_permission: latest(self.last_permission, channel_wide.last_permission),
+        }
+    }
+
     /// The opt-out in force, if any. On a tie with an opt-in the opt-out wins:
     /// opt-out is law, a doubtful opt-in is not consent.
     pub fn opted_out(&self) -> Option<Millis> {

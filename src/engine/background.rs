@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::{
     domain::Millis,
-    engine::{Engine, routes::RouteMonitor},
+    engine::Engine,
     error::Result,
     storage::{Granularity, Store},
 };
@@ -46,7 +46,7 @@ impl<S: Store> Engine<S> {
         if dropped > 0 {
             tracing::info!(generations = dropped, "expired dedupe markers");
         }
-        let horizon = RouteMonitor::horizon_minutes(self.routes.config());
+        let horizon = self.stats.horizon_minutes();
         let before = Granularity::Minute.bucket(now).saturating_sub(horizon);
         self.store.trim_minute_stats(before).await?;
         let trimmed = self

@@ -7,8 +7,9 @@ use crate::{
     domain::{
         Channel, ChannelEvent, ContactProfile, Millis, Status,
         action::{Action, ActionKind},
+        address::AddressId,
         profile::Effects,
-        scoring::{assess, best_channel, channel_suppression},
+        scoring::{assess, best_channel, channel_suppression, suppression_with},
         stats::Dims,
         suppression::Suppression,
     },
@@ -64,7 +65,7 @@ impl<S: Store> Engine<S> {
             tenant: Some(tenant.clone()),
             ..Consequences::default()
         };
-        let mut touched: Vec<Channel> = Vec::new();
+        let mut touched: Vec<(Channel, Option<AddressId>)> = Vec::new();
         for (event, effects) in applied {
             let dims = dims_of(event);
             if let Some((message_id, at)) = &effects.opened {
@@ -92,12 +93,13 @@ impl<S: Store> Engine<S> {
                 delta: 1,
                 latency_ms: effects.latency_ms,
             });
-            if !touched.contains(&event.channel) {
-                touched.push(event.channel);
+            let target = (event.channel, event.address_id());
+            if !touched.contains(&target) {
+                touched.push(target);
             }
         }
-        for channel in touched {
-            self.suppression_action(&mut c, contact_id, channel, before, after, now);
+        for (channel, address) in touched {
+            self.suppression_action(&mut c, contact_id, channel, address, before, after, now);
         }
         for (event, _) in applied {
             if event.status == Status::BouncedHard && !event.metadata.campaign_id.is_empty() {
@@ -107,18 +109,26 @@ impl<S: Store> Engine<S> {
         c
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn suppression_action(
         &self,
         c: &mut Consequences,
         contact_id: &str,
         channel: Channel,
+        address: Option<AddressId>,
         before: &ContactProfile,
         after: &ContactProfile,
         now: Millis,
     ) {
         let suppressed = |p: &ContactProfile| {
-            p.channel(channel)
-                .and_then(|s| channel_suppression(s, &self.model).1)
+            let state = p.state(channel, address)?;
+            match address {
+                None => channel_suppression(state, &self.model).1,
+                Some(_) => {
+                    let consent = state.consent.merged(&p.channel_consent(channel));
+                    suppression_with(state, &consent, &self.model).1
+                }
+            }
         };
         let (was, is) = (suppressed(before), suppressed(after));
         let advice = match (&was, &is) {
@@ -130,8 +140,12 @@ impl<S: Store> Engine<S> {
             }
             _ => return,
         };
+        let hint = address
+            .and_then(|id| after.addresses_of(channel).find(|a| a.id == id))
+            .map(|a| format!(" (address {})", a.info.hint))
+            .unwrap_or_default();
         let reason = format!(
-            "{channel} suppressed: {}; {advice}",
+            "{channel}{hint} suppressed: {}; {advice}",
             is.as_ref().expect("matched Some")
         );
         let mut action = Action::new(ActionKind::ContactChannelSuppressed, now, reason);

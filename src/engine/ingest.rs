@@ -67,8 +67,16 @@ impl<'a> Group<'a> {
 
 impl<S: Store> Engine<S> {
     /// Checks an event against the configured limits at server time `now`.
+    /// The address, if any, is resolved to its canonical id here.
     pub fn validate(&self, mut event: ChannelEvent, now: Millis) -> Result<Valid, InvalidField> {
         event.validate(&self.limits, now)?;
+        if !event.address.raw.0.is_empty() {
+            let resolved = self
+                .addresses
+                .resolve(event.channel, &event.address.raw.0, &event.metadata.country)
+                .map_err(|reason| InvalidField::new("address", reason))?;
+            event.address.resolved = Some(resolved);
+        }
         Ok(Valid(event))
     }
 

@@ -4,29 +4,38 @@
 
 mod background;
 mod consequences;
+mod contacts;
 mod ingest;
 mod outbox;
+mod policies;
 mod provider_ingest;
 mod reports;
 mod routes;
+mod senders;
 mod stats;
 mod striped_locks;
 mod sweep;
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
+pub use contacts::{AddressUpdate, ContactUpdate};
 pub use ingest::{BatchOutcome, RejectedEvent, Valid};
+pub use policies::{Ask, PolicySource, check_policy_name};
 pub use provider_ingest::{MAX_DEAD_LETTER_PAGE, ProviderOutcome, ReplayReport};
 pub use reports::{StatsQuery, StatsRow};
 pub use routes::RouteReport;
+pub use senders::{HealthReport, SenderReport};
 
 use crate::{
     domain::{
-        BestChannel, Channel, ContactProfile, EventLimits, Millis, Reachability, ScoringModel,
+        ContactProfile, EventLimits, ScoringModel,
+        address::{AddressBook, AddressConfig, AddressKey, random_key},
         event::check_id,
         message::LifecycleConfig,
+        policy::SendPolicy,
+        quiet_hours::QuietHoursConfig,
         route_health::RouteHealthConfig,
-        scoring::{apply_urgency, assess, best_channel},
+        sender_health::SenderHealthConfig,
     },
     error::{Error, Result},
     providers::Providers,
@@ -43,6 +52,14 @@ pub struct Settings {
     pub limits: EventLimits,
     pub lifecycle: LifecycleConfig,
     pub route_health: RouteHealthConfig,
+    pub addresses: AddressConfig,
+    pub sender_health: SenderHealthConfig,
+    pub quiet_hours: QuietHoursConfig,
+    /// Send policies by campaign type (`[policies]`).
+    pub policies: BTreeMap<String, SendPolicy>,
+    /// Key of the address hashes; `None` draws a fresh one (tests, benches:
+    /// ids then change between runs).
+    pub address_key: Option<AddressKey>,
 }
 
 pub struct Engine<S> {
@@ -55,12 +72,23 @@ pub struct Engine<S> {
     stats: stats::StatsAggregator,
     routes: routes::RouteMonitor,
     outbox: outbox::Outbox,
+    addresses: AddressBook,
+    senders: senders::Senders,
+    policies: policies::Policies,
 }
 
 impl<S: Store> Engine<S> {
     pub fn new(store: Arc<S>, settings: Settings, providers: Arc<Providers>) -> Self {
-        let horizon = routes::RouteMonitor::horizon_minutes(&settings.route_health);
+        // Minute cells serve both route and sender health.
+        let horizon = routes::RouteMonitor::horizon_minutes(&settings.route_health)
+            .max(senders::Senders::window_minutes(&settings.sender_health) + 2);
+        let key = settings
+            .address_key
+            .unwrap_or_else(|| AddressKey::new(random_key()));
         Engine {
+            addresses: AddressBook::new(key, settings.addresses),
+            senders: senders::Senders::new(settings.sender_health),
+            policies: policies::Policies::new(settings.policies, settings.quiet_hours),
             store,
             model: settings.scoring,
             limits: settings.limits,
@@ -83,52 +111,6 @@ impl<S: Store> Engine<S> {
 
     pub fn limits(&self) -> &EventLimits {
         &self.limits
-    }
-
-    /// Per-channel reachability of a contact at `as_of` (default: now).
-    pub async fn reachability(
-        &self,
-        tenant: &Tenant,
-        contact_id: &str,
-        as_of: Option<Millis>,
-    ) -> Result<Reachability> {
-        let profile = self
-            .read_profile(tenant, contact_id)
-            .await?
-            .map(|(_, p)| p)
-            .unwrap_or_default();
-        Ok(assess(
-            &profile,
-            &self.model,
-            as_of.unwrap_or_else(Millis::now),
-        ))
-    }
-
-    /// The best of the `allowed` channels (all if empty) for a contact.
-    /// `urgent` traffic also weighs the health of each channel's last route.
-    pub async fn best_channel(
-        &self,
-        tenant: &Tenant,
-        contact_id: &str,
-        allowed: &[Channel],
-        urgent: bool,
-        as_of: Option<Millis>,
-    ) -> Result<BestChannel> {
-        let profile = self
-            .read_profile(tenant, contact_id)
-            .await?
-            .map(|(_, p)| p)
-            .unwrap_or_default();
-        let mut reach = assess(&profile, &self.model, as_of.unwrap_or_else(Millis::now));
-        if urgent {
-            let degraded = Channel::ALL.map(|channel| {
-                let route = profile.channel(channel)?.last_route.as_ref()?;
-                self.routes
-                    .degraded(tenant, channel, &route.carrier, &route.country)
-            });
-            apply_urgency(&mut reach, &degraded, &self.model);
-        }
-        Ok(best_channel(reach, allowed, &self.model))
     }
 
     /// The stored profile of a contact, `NotFound` if there is none.

@@ -46,10 +46,6 @@ impl RouteMonitor {
         }
     }
 
-    pub fn config(&self) -> &RouteHealthConfig {
-        &self.config
-    }
-
     /// Minutes the statistics must keep for the window and baseline.
     pub fn horizon_minutes(config: &RouteHealthConfig) -> u32 {
         ((config.window + config.baseline).as_secs() / 60 + 2) as u32

@@ -1,7 +1,8 @@
 //! Statistics as events arrive: deltas collect in memory and a flusher adds
 //! them to the store's cells every second (one writer, so no cell update
-//! races). Minute cells of each route are also kept in memory for the route
-//! health window, loaded from the store at start.
+//! races). Minute cells of each route, and of each sender and its campaigns,
+//! are also kept in memory for the health windows, loaded from the store at
+//! start.
 //!
 //! A crash loses at most the last second of statistics, never an event:
 //! statistics are counts for analytics, events are the record.
@@ -28,6 +29,9 @@ type Pending = HashMap<Tenant, HashMap<(Granularity, u32), HashMap<Dims, StatCel
 
 pub struct StatsAggregator {
     pending: Mutex<Pending>,
+    /// One flush at a time: a reader that flushes before reading must not
+    /// pass a flush that has taken the deltas but not yet written them.
+    flushing: tokio::sync::Mutex<()>,
     /// Minute cells per route within `horizon_minutes`.
     routes: RwLock<HashMap<RouteKey, BTreeMap<u32, StatCell>>>,
     horizon_minutes: u32,
@@ -46,6 +50,7 @@ impl StatsAggregator {
     pub fn new(horizon_minutes: u32) -> Self {
         StatsAggregator {
             pending: Mutex::new(HashMap::new()),
+            flushing: tokio::sync::Mutex::new(()),
             routes: RwLock::new(HashMap::new()),
             horizon_minutes: horizon_minutes.max(1),
         }
@@ -62,9 +67,16 @@ impl StatsAggregator {
         latency_ms: Option<i64>,
     ) {
         let route = dims.route();
+        let senders = sender_dims(dims);
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let buckets = slot(&mut pending, tenant);
-        for (granularity, dims) in [(Granularity::Day, dims), (Granularity::Minute, &route)] {
+        let minute = [(Granularity::Minute, &route)];
+        let per_sender = senders.iter().map(|d| (Granularity::Minute, d));
+        for (granularity, dims) in [(Granularity::Day, dims)]
+            .into_iter()
+            .chain(minute)
+            .chain(per_sender)
+        {
             let cells = slot(buckets, &(granularity, granularity.bucket(at)));
             let cell = slot(cells, dims);
             cell.add(status, delta);
@@ -74,8 +86,13 @@ impl StatsAggregator {
         }
     }
 
+    pub fn horizon_minutes(&self) -> u32 {
+        self.horizon_minutes
+    }
+
     /// Writes the pending deltas to the store; on failure they stay pending.
     pub async fn flush<S: Store>(&self, store: &S, now: Millis) -> Result<(), StoreError> {
+        let _one_at_a_time = self.flushing.lock().await;
         let taken = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if taken.is_empty() {
             return Ok(());
@@ -152,10 +169,24 @@ impl StatsAggregator {
 
     /// The routes of `tenant` (or of every tenant) with recent cells.
     pub fn routes(&self, tenant: Option<&Tenant>) -> Vec<(Tenant, Dims)> {
+        self.minute_keys(tenant, |d| d.sender_id.is_empty())
+    }
+
+    /// The (sender, campaign) cells of `tenant` (or of every tenant) with
+    /// recent outcomes; an empty campaign is the sender as a whole.
+    pub fn senders(&self, tenant: Option<&Tenant>) -> Vec<(Tenant, Dims)> {
+        self.minute_keys(tenant, |d| !d.sender_id.is_empty())
+    }
+
+    fn minute_keys(
+        &self,
+        tenant: Option<&Tenant>,
+        keep: impl Fn(&Dims) -> bool,
+    ) -> Vec<(Tenant, Dims)> {
         let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
         routes
             .keys()
-            .filter(|(t, _)| tenant.is_none_or(|wanted| t == wanted))
+            .filter(|(t, d)| tenant.is_none_or(|wanted| t == wanted) && keep(d))
             .cloned()
             .collect()
     }
@@ -171,6 +202,27 @@ impl StatsAggregator {
         }
         sum
     }
+}
+
+/// The minute cells a sender's outcome also counts in: the sender as a
+/// whole and, if the event named one, its campaign. They carry no channel
+/// or route, which keeps them apart from route cells (empty sender).
+fn sender_dims(dims: &Dims) -> Vec<Dims> {
+    if dims.sender_id.is_empty() {
+        return Vec::new();
+    }
+    let whole = Dims {
+        sender_id: dims.sender_id.clone(),
+        ..Dims::default()
+    };
+    if dims.campaign_id.is_empty() {
+        return vec![whole];
+    }
+    let campaign = Dims {
+        campaign_id: dims.campaign_id.clone(),
+        ..whole.clone()
+    };
+    vec![whole, campaign]
 }
 
 #[cfg(test)]

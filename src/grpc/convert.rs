@@ -7,7 +7,9 @@ use prost_types::Timestamp;
 use crate::{
     domain::{
         self, ChannelAssessment, ChannelState, ContactProfile, InvalidField, Millis, Reachability,
-        event::EventMetadata, profile::StatusCounts as DomainCounts,
+        address::Sensitive,
+        event::{EventAddress, EventMetadata},
+        profile::StatusCounts as DomainCounts,
     },
     proto,
 };
@@ -140,11 +142,32 @@ pub fn event_from(e: proto::ChannelEvent) -> Result<domain::ChannelEvent, Invali
             lifecycle_stage: e.lifecycle_stage,
             sender_id: e.sender_id,
         },
+        address: EventAddress {
+            raw: Sensitive(e.address),
+            resolved: None,
+        },
     })
 }
 
 pub fn channel_score(a: ChannelAssessment) -> proto::ChannelScore {
+    let ineligible_reason = if a.eligible {
+        String::new()
+    } else {
+        a.ineligible_reason()
+    };
     proto::ChannelScore {
+        address: a
+            .address
+            .as_ref()
+            .map(|x| crate::grpc::contacts::address_to(x.id, &x.info)),
+        addresses: a
+            .addresses
+            .into_iter()
+            .map(crate::grpc::contacts::address_score)
+            .collect(),
+        ineligible_reason,
+        in_quiet_hours: a.quiet_until.is_some(),
+        quiet_until: a.quiet_until.map(timestamp),
         channel: channel_to(a.channel).into(),
         score: a.score,
         eligible: a.eligible,

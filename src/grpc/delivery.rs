@@ -115,6 +115,8 @@ pub fn action_kind_to(kind: ActionKind) -> proto::ActionKind {
         ActionKind::RouteDegraded => proto::ActionKind::RouteDegraded,
         ActionKind::RouteRecovered => proto::ActionKind::RouteRecovered,
         ActionKind::UnmappedProviderCode => proto::ActionKind::UnmappedProviderCode,
+        ActionKind::SenderComplianceAlert => proto::ActionKind::SenderComplianceAlert,
+        ActionKind::SenderComplianceCleared => proto::ActionKind::SenderComplianceCleared,
     }
 }
 
@@ -138,5 +140,6 @@ pub fn action(seq: u64, a: &Action) -> proto::Action {
         provider: a.provider.clone(),
         code: a.code.clone(),
         reason: a.reason.clone(),
+        sender_id: a.sender_id.clone(),
     }
 }

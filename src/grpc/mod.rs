@@ -1,8 +1,11 @@
 //! The gRPC transport: `reachability.v1` handlers, health and reflection.
 
+mod contacts;
 mod convert;
 mod delivery;
+mod policies;
 mod providers;
+mod senders;
 mod service;
 mod status;
 

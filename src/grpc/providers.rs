@@ -92,6 +92,7 @@ fn event_to(t: &Translated) -> proto::ChannelEvent {
         campaign_type: m.campaign_type.clone(),
         lifecycle_stage: m.lifecycle_stage.clone(),
         sender_id: m.sender_id.clone(),
+        address: String::new(),
     }
 }
 

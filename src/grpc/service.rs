@@ -11,7 +11,7 @@ use crate::{
     domain::{InvalidField, Millis},
     engine::{Engine, MAX_DEAD_LETTER_PAGE, StatsQuery, Valid},
     error::Error,
-    grpc::{convert, delivery, providers},
+    grpc::{contacts, convert, delivery, policies, providers, senders},
     proto::{self, reachability_service_server::ReachabilityService},
     storage::{Store, Tenant},
 };
@@ -158,10 +158,10 @@ impl<S: Store> ReachabilityService for ReachabilityApi<S> {
         let tenant = self.tenant(&request);
         let engine = self.engine()?;
         let req = request.into_inner();
-        let reach = engine
-            .reachability(&tenant, &req.contact_id, as_of(req.as_of)?)
-            .await?;
-        Ok(Response::new(convert::reachability(req.contact_id, reach)))
+        let as_of = as_of(req.as_of)?;
+        let ask = policies::ask_from_reachability(req, as_of);
+        let reach = engine.reachability(&tenant, &ask).await?;
+        Ok(Response::new(convert::reachability(ask.contact_id, reach)))
     }
 
     async fn get_best_channel(
@@ -171,34 +171,150 @@ impl<S: Store> ReachabilityService for ReachabilityApi<S> {
         let tenant = self.tenant(&request);
         let engine = self.engine()?;
         let req = request.into_inner();
-        let allowed = req
-            .allowed_channels
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| convert::channel_from(&format!("allowed_channels[{i}]"), c))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(invalid)?;
-        let best = engine
-            .best_channel(
-                &tenant,
-                &req.contact_id,
-                &allowed,
-                req.urgent,
-                as_of(req.as_of)?,
-            )
-            .await?;
+        let as_of = as_of(req.as_of)?;
+        let ask = policies::ask_from_best(req, as_of).map_err(invalid)?;
+        let best = engine.best_channel(&tenant, &ask).await?;
         Ok(Response::new(proto::GetBestChannelResponse {
-            contact_id: req.contact_id,
+            contact_id: ask.contact_id,
             channel: best
                 .channel
                 .map_or(proto::Channel::Unspecified, convert::channel_to)
                 .into(),
+            address: best
+                .address
+                .as_ref()
+                .map(|a| contacts::address_to(a.id, &a.info)),
+            send_after: best.send_after.map(convert::timestamp),
+            policy: best.policy,
             ranked: best
                 .ranked
                 .into_iter()
                 .map(convert::channel_score)
                 .collect(),
             reason: best.reason,
+        }))
+    }
+
+    async fn upsert_contact(
+        &self,
+        request: Request<proto::UpsertContactRequest>,
+    ) -> Result<Response<proto::UpsertContactResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let update = contacts::update_from(request.into_inner()).map_err(invalid)?;
+        let contact_id = update.contact_id.clone();
+        let (profile, reach) = engine
+            .upsert_contact(&tenant, update, Millis::now())
+            .await?;
+        Ok(Response::new(proto::UpsertContactResponse {
+            contact: Some(contacts::contact_to(contact_id, &profile, &reach)),
+        }))
+    }
+
+    async fn get_contact(
+        &self,
+        request: Request<proto::GetContactRequest>,
+    ) -> Result<Response<proto::GetContactResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let contact_id = request.into_inner().contact_id;
+        let (profile, reach) = engine.contact(&tenant, &contact_id).await?;
+        Ok(Response::new(proto::GetContactResponse {
+            contact: Some(contacts::contact_to(contact_id, &profile, &reach)),
+        }))
+    }
+
+    async fn register_sender(
+        &self,
+        request: Request<proto::RegisterSenderRequest>,
+    ) -> Result<Response<proto::RegisterSenderResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let registration = senders::registration_from(request.into_inner()).map_err(invalid)?;
+        let report = engine
+            .register_sender(&tenant, registration, Millis::now())
+            .await?;
+        Ok(Response::new(proto::RegisterSenderResponse {
+            sender: Some(senders::sender_to(report)),
+        }))
+    }
+
+    async fn get_sender(
+        &self,
+        request: Request<proto::GetSenderRequest>,
+    ) -> Result<Response<proto::GetSenderResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let report = engine
+            .sender(&tenant, &request.into_inner().sender_id)
+            .await?;
+        Ok(Response::new(proto::GetSenderResponse {
+            sender: Some(senders::sender_to(report)),
+        }))
+    }
+
+    async fn list_senders(
+        &self,
+        request: Request<proto::ListSendersRequest>,
+    ) -> Result<Response<proto::ListSendersResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let channel = request.into_inner().channel;
+        let channel = (channel != proto::Channel::Unspecified as i32)
+            .then(|| convert::channel_from("channel", channel))
+            .transpose()
+            .map_err(invalid)?;
+        let reports = engine.list_senders(&tenant, channel).await?;
+        Ok(Response::new(proto::ListSendersResponse {
+            senders: reports.into_iter().map(senders::sender_to).collect(),
+        }))
+    }
+
+    async fn set_send_policy(
+        &self,
+        request: Request<proto::SetSendPolicyRequest>,
+    ) -> Result<Response<proto::SetSendPolicyResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let policy = request
+            .into_inner()
+            .policy
+            .ok_or_else(|| invalid(InvalidField::new("policy", "is required")))?;
+        let (name, policy) =
+            policies::policy_from(policy).map_err(|f| invalid(f.within("policy")))?;
+        let policy = engine.set_policy(&tenant, &name, policy).await?;
+        Ok(Response::new(proto::SetSendPolicyResponse {
+            policy: Some(policies::policy_to(name, policy)),
+        }))
+    }
+
+    async fn get_send_policy(
+        &self,
+        request: Request<proto::GetSendPolicyRequest>,
+    ) -> Result<Response<proto::GetSendPolicyResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let (name, policy, source) = engine
+            .policy(&tenant, &request.into_inner().campaign_type)
+            .await?;
+        Ok(Response::new(proto::GetSendPolicyResponse {
+            policy: Some(policies::policy_to(name, policy)),
+            source: policies::source_name(source).into(),
+        }))
+    }
+
+    async fn list_send_policies(
+        &self,
+        request: Request<proto::ListSendPoliciesRequest>,
+    ) -> Result<Response<proto::ListSendPoliciesResponse>, Status> {
+        let tenant = self.tenant(&request);
+        let engine = self.engine()?;
+        let all = engine.list_policies(&tenant).await?;
+        Ok(Response::new(proto::ListSendPoliciesResponse {
+            policies: all
+                .into_iter()
+                .map(|(name, p, _)| policies::policy_to(name, p))
+                .collect(),
         }))
     }
 

@@ -108,6 +108,7 @@ impl Translated {
                 occurred_at: self.occurred_at,
                 sent_at: self.sent_at,
                 metadata: self.metadata.clone(),
+                address: Default::default(),
             }),
             Outcome::Unmapped { .. } => None,
         }

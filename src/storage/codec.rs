@@ -4,17 +4,24 @@
 //! written, only non-zero counters and evidence, and times as distances
 //! back from the profile's latest time, which are short varints.
 //!
-//! Formats: 2 (scores, consent, hard fails) is migrated on read to 3 (adds
-//! soft fails, the last route per channel and the contact's messages).
+//! Formats: 2 (scores, consent, hard fails) and 3 (adds soft fails, the
+//! last route per channel and the contact's messages) are migrated on read
+//! to 4 (adds per-address state, the contact's facts and consents, and each
+//! message's address).
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Channel, ChannelState, ContactProfile, Millis, Status, message::MessageState, profile::Route,
+    Channel, ChannelState, ContactProfile, Millis, Status,
+    address::{AddressId, AddressInfo, AddressKind, PhoneType, Sensitive},
+    contact::{ConsentRecord, ContactInfo},
+    message::MessageState,
+    profile::{AddressSlot, Route},
 };
 
 /// Current format of stored profiles.
-pub const PROFILE_FORMAT: u8 = 3;
+pub const PROFILE_FORMAT: u8 = 4;
+const FORMAT_V3: u8 = 3;
 const FORMAT_V2: u8 = 2;
 
 #[derive(Serialize, Deserialize)]
@@ -23,6 +30,8 @@ struct Wire {
     base: i64,
     channels: Vec<WireChannel>,
     messages: Vec<WireMessage>,
+    addresses: Vec<WireAddress>,
+    contact: Option<WireContact>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -49,6 +58,50 @@ struct WireMessage {
     /// (slot, base - time): sent, deadline, outcome, unconfirmed.
     times: Vec<(u8, i64)>,
     /// Index into `Status::ALL` of the outcome, [`NONE`] if none.
+    outcome: u8,
+    latency_ms: Option<i64>,
+    /// Index into the profile's addresses, [`NONE`] if none (or forgotten).
+    address: u8,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireAddress {
+    id: [u8; 16],
+    /// Index into `AddressKind::ALL`.
+    kind: u8,
+    /// Index into `PhoneType::ALL`.
+    phone_type: u8,
+    region: String,
+    hint: String,
+    plaintext: Option<String>,
+    label: String,
+    /// Its state; `channel` says which channel the slot is on.
+    state: WireChannel,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireContact {
+    time_zone: String,
+    lifecycle_stage: String,
+    value_tier: String,
+    /// (channel, granted, source, base - time).
+    consents: Vec<(u8, bool, String, i64)>,
+    updated_at: Option<i64>,
+}
+
+/// Format 3, read for migration only.
+#[derive(Deserialize)]
+struct WireV3 {
+    base: i64,
+    channels: Vec<WireChannel>,
+    messages: Vec<WireMessageV3>,
+}
+
+#[derive(Deserialize)]
+struct WireMessageV3 {
+    id: String,
+    channel: u8,
+    times: Vec<(u8, i64)>,
     outcome: u8,
     latency_ms: Option<i64>,
 }
@@ -134,25 +187,32 @@ fn sparse<T: Default + PartialEq + Copy, const N: usize>(values: [T; N]) -> Vec<
         .collect()
 }
 
+fn state_latest(state: &ChannelState, base: &mut i64) {
+    let mut state = state.clone();
+    for t in times(&mut state).into_iter().flatten() {
+        *base = (*base).max(t.0);
+    }
+    for t in state
+        .hard_fails
+        .recent
+        .iter()
+        .chain(&state.soft_fails.recent)
+    {
+        *base = (*base).max(t.0);
+    }
+    if let Some(route) = &state.last_route {
+        *base = (*base).max(route.at.0);
+    }
+}
+
 /// The latest time anywhere in the profile.
 fn base_of(profile: &ContactProfile) -> i64 {
     let mut base = i64::MIN;
     for state in profile.channels.iter().flatten() {
-        let mut state = state.clone();
-        for t in times(&mut state).into_iter().flatten() {
-            base = base.max(t.0);
-        }
-        for t in state
-            .hard_fails
-            .recent
-            .iter()
-            .chain(&state.soft_fails.recent)
-        {
-            base = base.max(t.0);
-        }
-        if let Some(route) = &state.last_route {
-            base = base.max(route.at.0);
-        }
+        state_latest(state, &mut base);
+    }
+    for slot in &profile.addresses {
+        state_latest(&slot.state, &mut base);
     }
     for m in &profile.messages.list {
         let mut m = m.clone();
@@ -163,60 +223,244 @@ fn base_of(profile: &ContactProfile) -> i64 {
             base = base.max(at.0);
         }
     }
+    let contact = &profile.contact;
+    for t in contact
+        .consents
+        .iter()
+        .map(|c| c.at)
+        .chain(contact.updated_at)
+    {
+        base = base.max(t.0);
+    }
     if base == i64::MIN { 0 } else { base }
+}
+
+fn encode_state(channel: Channel, state: &ChannelState, base: i64) -> WireChannel {
+    let mut state = state.clone();
+    WireChannel {
+        channel: channel.index() as u8,
+        counts: sparse(counters(&mut state).map(|c| *c)),
+        evidence: sparse(evidence(&mut state).map(|e| *e)),
+        times: times(&mut state)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(slot, t)| t.map(|t| (slot as u8, base - t.0)))
+            .collect(),
+        recent_hard_fails: state.hard_fails.recent.iter().map(|t| base - t.0).collect(),
+        recent_soft_fails: state.soft_fails.recent.iter().map(|t| base - t.0).collect(),
+        route: state
+            .last_route
+            .map(|r| (r.carrier, r.country, base - r.at.0)),
+    }
+}
+
+fn decode_state(w: WireChannel, base: i64) -> Result<(Channel, ChannelState), String> {
+    let channel = channel_of(w.channel).ok_or_else(|| format!("unknown channel {}", w.channel))?;
+    let mut state = ChannelState::default();
+    for (slot, count) in w.counts {
+        **counters(&mut state)
+            .get_mut(slot as usize)
+            .ok_or("bad counter slot")? = count;
+    }
+    for (kind, value) in w.evidence {
+        **evidence(&mut state)
+            .get_mut(kind as usize)
+            .ok_or("bad evidence kind")? = value;
+    }
+    for (slot, back) in w.times {
+        **times(&mut state)
+            .get_mut(slot as usize)
+            .ok_or("bad time slot")? = Some(Millis(base - back));
+    }
+    state.hard_fails.recent = w
+        .recent_hard_fails
+        .iter()
+        .map(|b| Millis(base - b))
+        .collect();
+    state.soft_fails.recent = w
+        .recent_soft_fails
+        .iter()
+        .map(|b| Millis(base - b))
+        .collect();
+    state.last_route = w.route.map(|(carrier, country, back)| Route {
+        carrier,
+        country,
+        at: Millis(base - back),
+    });
+    Ok((channel, state))
+}
+
+fn encode_message(m: &MessageState, base: i64, addresses: &[AddressSlot]) -> WireMessage {
+    let mut m = m.clone();
+    let mut times: Vec<(u8, i64)> = message_times(&mut m)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(slot, t)| t.map(|t| (slot as u8, base - t.0)))
+        .collect();
+    if let Some((_, at)) = m.outcome {
+        times.push((3, base - at.0));
+    }
+    let address = m
+        .address
+        .and_then(|id| {
+            addresses
+                .iter()
+                .position(|a| Some(a.channel) == m.channel && a.id == id)
+        })
+        .map_or(NONE, |i| i as u8);
+    WireMessage {
+        channel: m.channel.map_or(NONE, |c| c.index() as u8),
+        outcome: m
+            .outcome
+            .and_then(|(s, _)| Status::ALL.iter().position(|&x| x == s))
+            .map_or(NONE, |i| i as u8),
+        latency_ms: m.latency_ms,
+        times,
+        id: m.id,
+        address,
+    }
+}
+
+fn decode_message(
+    w: WireMessage,
+    base: i64,
+    addresses: &[AddressSlot],
+) -> Result<MessageState, String> {
+    let mut m = MessageState {
+        id: w.id,
+        channel: channel_of(w.channel),
+        latency_ms: w.latency_ms,
+        address: match w.address {
+            NONE => None,
+            i => Some(addresses.get(i as usize).ok_or("bad message address")?.id),
+        },
+        ..MessageState::default()
+    };
+    let mut outcome_at = None;
+    for (slot, back) in w.times {
+        let at = Some(Millis(base - back));
+        match slot {
+            3 => outcome_at = at,
+            s => {
+                **message_times(&mut m)
+                    .get_mut(s as usize)
+                    .ok_or("bad message time slot")? = at
+            }
+        }
+    }
+    if w.outcome != NONE {
+        let status = *Status::ALL
+            .get(w.outcome as usize)
+            .ok_or("bad message outcome")?;
+        m.outcome = Some((status, outcome_at.ok_or("message outcome without a time")?));
+    }
+    Ok(m)
+}
+
+fn encode_address(slot: &AddressSlot, base: i64) -> WireAddress {
+    let info = &slot.info;
+    WireAddress {
+        id: slot.id.0,
+        kind: index_of(&AddressKind::ALL, info.kind),
+        phone_type: index_of(&PhoneType::ALL, info.phone_type),
+        region: info.region.clone(),
+        hint: info.hint.clone(),
+        plaintext: info.plaintext.as_ref().map(|p| p.0.clone()),
+        label: info.label.clone(),
+        state: encode_state(slot.channel, &slot.state, base),
+    }
+}
+
+fn decode_address(w: WireAddress, base: i64) -> Result<AddressSlot, String> {
+    let (channel, state) = decode_state(w.state, base)?;
+    Ok(AddressSlot {
+        channel,
+        id: AddressId(w.id),
+        info: AddressInfo {
+            kind: *AddressKind::ALL
+                .get(w.kind as usize)
+                .ok_or("bad address kind")?,
+            phone_type: *PhoneType::ALL
+                .get(w.phone_type as usize)
+                .ok_or("bad phone type")?,
+            region: w.region,
+            hint: w.hint,
+            plaintext: w.plaintext.map(Sensitive),
+            label: w.label,
+        },
+        state,
+    })
+}
+
+fn encode_contact(c: &ContactInfo, base: i64) -> Option<WireContact> {
+    if *c == ContactInfo::default() {
+        return None;
+    }
+    Some(WireContact {
+        time_zone: c.time_zone.clone(),
+        lifecycle_stage: c.lifecycle_stage.clone(),
+        value_tier: c.value_tier.clone(),
+        consents: c
+            .consents
+            .iter()
+            .map(|r| {
+                (
+                    r.channel.index() as u8,
+                    r.granted,
+                    r.source.clone(),
+                    base - r.at.0,
+                )
+            })
+            .collect(),
+        updated_at: c.updated_at.map(|t| base - t.0),
+    })
+}
+
+fn decode_contact(w: WireContact, base: i64) -> Result<ContactInfo, String> {
+    Ok(ContactInfo {
+        time_zone: w.time_zone,
+        lifecycle_stage: w.lifecycle_stage,
+        value_tier: w.value_tier,
+        consents: w
+            .consents
+            .into_iter()
+            .map(|(channel, granted, source, back)| {
+                Ok(ConsentRecord {
+                    channel: channel_of(channel).ok_or("bad consent channel")?,
+                    granted,
+                    source,
+                    at: Millis(base - back),
+                })
+            })
+            .collect::<Result<_, String>>()?,
+        updated_at: w.updated_at.map(|b| Millis(base - b)),
+    })
+}
+
+fn index_of<T: PartialEq>(all: &[T], value: T) -> u8 {
+    all.iter().position(|x| *x == value).unwrap_or(0) as u8
 }
 
 pub fn encode_profile(profile: &ContactProfile) -> Vec<u8> {
     let base = base_of(profile);
-    let channels = Channel::ALL
-        .iter()
-        .filter_map(|&c| profile.channel(c).map(|s| (c, s.clone())))
-        .map(|(channel, mut state)| WireChannel {
-            channel: channel.index() as u8,
-            counts: sparse(counters(&mut state).map(|c| *c)),
-            evidence: sparse(evidence(&mut state).map(|e| *e)),
-            times: times(&mut state)
-                .into_iter()
-                .enumerate()
-                .filter_map(|(slot, t)| t.map(|t| (slot as u8, base - t.0)))
-                .collect(),
-            recent_hard_fails: state.hard_fails.recent.iter().map(|t| base - t.0).collect(),
-            recent_soft_fails: state.soft_fails.recent.iter().map(|t| base - t.0).collect(),
-            route: state
-                .last_route
-                .map(|r| (r.carrier, r.country, base - r.at.0)),
-        })
-        .collect();
-    let messages = profile
-        .messages
-        .list
-        .iter()
-        .map(|m| {
-            let mut m = m.clone();
-            let mut times: Vec<(u8, i64)> = message_times(&mut m)
-                .into_iter()
-                .enumerate()
-                .filter_map(|(slot, t)| t.map(|t| (slot as u8, base - t.0)))
-                .collect();
-            if let Some((_, at)) = m.outcome {
-                times.push((3, base - at.0));
-            }
-            WireMessage {
-                channel: m.channel.map_or(NONE, |c| c.index() as u8),
-                outcome: m
-                    .outcome
-                    .and_then(|(s, _)| Status::ALL.iter().position(|&x| x == s))
-                    .map_or(NONE, |i| i as u8),
-                latency_ms: m.latency_ms,
-                times,
-                id: m.id,
-            }
-        })
-        .collect();
     let wire = Wire {
         base,
-        channels,
-        messages,
+        channels: Channel::ALL
+            .iter()
+            .filter_map(|&c| profile.channel(c).map(|s| encode_state(c, s, base)))
+            .collect(),
+        messages: profile
+            .messages
+            .list
+            .iter()
+            .map(|m| encode_message(m, base, &profile.addresses))
+            .collect(),
+        addresses: profile
+            .addresses
+            .iter()
+            .map(|a| encode_address(a, base))
+            .collect(),
+        contact: encode_contact(&profile.contact, base),
     };
     // Serializing plain structs into a Vec cannot fail.
     postcard::to_extend(&wire, vec![PROFILE_FORMAT]).expect("profile serializes")
@@ -225,75 +469,30 @@ pub fn encode_profile(profile: &ContactProfile) -> Vec<u8> {
 pub fn decode_profile(bytes: &[u8]) -> Result<ContactProfile, String> {
     let wire: Wire = match bytes.split_first() {
         Some((&PROFILE_FORMAT, body)) => postcard::from_bytes(body).map_err(|e| e.to_string())?,
+        Some((&FORMAT_V3, body)) => {
+            migrate_v3(postcard::from_bytes(body).map_err(|e| e.to_string())?)
+        }
         Some((&FORMAT_V2, body)) => {
             migrate_v2(postcard::from_bytes(body).map_err(|e| e.to_string())?)
         }
         Some((format, _)) => return Err(format!("unknown profile format {format}")),
         None => return Err("empty record".into()),
     };
+    let base = wire.base;
     let mut profile = ContactProfile::default();
     for w in wire.channels {
-        let channel =
-            channel_of(w.channel).ok_or_else(|| format!("unknown channel {}", w.channel))?;
-        let mut state = ChannelState::default();
-        for (slot, count) in w.counts {
-            **counters(&mut state)
-                .get_mut(slot as usize)
-                .ok_or("bad counter slot")? = count;
-        }
-        for (kind, value) in w.evidence {
-            **evidence(&mut state)
-                .get_mut(kind as usize)
-                .ok_or("bad evidence kind")? = value;
-        }
-        for (slot, back) in w.times {
-            **times(&mut state)
-                .get_mut(slot as usize)
-                .ok_or("bad time slot")? = Some(Millis(wire.base - back));
-        }
-        state.hard_fails.recent = w
-            .recent_hard_fails
-            .iter()
-            .map(|b| Millis(wire.base - b))
-            .collect();
-        state.soft_fails.recent = w
-            .recent_soft_fails
-            .iter()
-            .map(|b| Millis(wire.base - b))
-            .collect();
-        state.last_route = w.route.map(|(carrier, country, back)| Route {
-            carrier,
-            country,
-            at: Millis(wire.base - back),
-        });
+        let (channel, state) = decode_state(w, base)?;
         profile.channels[channel.index()] = Some(state);
     }
+    for w in wire.addresses {
+        profile.addresses.push(decode_address(w, base)?);
+    }
     for w in wire.messages {
-        let mut m = MessageState {
-            id: w.id,
-            channel: channel_of(w.channel),
-            latency_ms: w.latency_ms,
-            ..MessageState::default()
-        };
-        let mut outcome_at = None;
-        for (slot, back) in w.times {
-            let at = Some(Millis(wire.base - back));
-            match slot {
-                3 => outcome_at = at,
-                s => {
-                    **message_times(&mut m)
-                        .get_mut(s as usize)
-                        .ok_or("bad message time slot")? = at
-                }
-            }
-        }
-        if w.outcome != NONE {
-            let status = *Status::ALL
-                .get(w.outcome as usize)
-                .ok_or("bad message outcome")?;
-            m.outcome = Some((status, outcome_at.ok_or("message outcome without a time")?));
-        }
+        let m = decode_message(w, base, &profile.addresses)?;
         profile.messages.list.push(m);
+    }
+    if let Some(contact) = wire.contact {
+        profile.contact = decode_contact(contact, base)?;
     }
     Ok(profile)
 }
@@ -302,8 +501,30 @@ fn channel_of(index: u8) -> Option<Channel> {
     Channel::ALL.get(index as usize).copied()
 }
 
-/// Format 2 had no soft fails, routes or messages; its slots are a prefix of
-/// format 3's.
+/// Format 3 had no addresses or contact facts.
+fn migrate_v3(old: WireV3) -> Wire {
+    Wire {
+        base: old.base,
+        channels: old.channels,
+        messages: old
+            .messages
+            .into_iter()
+            .map(|m| WireMessage {
+                id: m.id,
+                channel: m.channel,
+                times: m.times,
+                outcome: m.outcome,
+                latency_ms: m.latency_ms,
+                address: NONE,
+            })
+            .collect(),
+        addresses: Vec::new(),
+        contact: None,
+    }
+}
+
+/// Format 2 had no soft fails, routes or messages either; its slots are a
+/// prefix of format 3's.
 fn migrate_v2(old: WireV2) -> Wire {
     Wire {
         base: old.base,
@@ -321,6 +542,8 @@ fn migrate_v2(old: WireV2) -> Wire {
             })
             .collect(),
         messages: Vec::new(),
+        addresses: Vec::new(),
+        contact: None,
     }
 }
 
@@ -349,6 +572,7 @@ mod tests {
                         country: "US".into(),
                         ..EventMetadata::default()
                     },
+                    address: Default::default(),
                 },
                 &model,
                 &lifecycle,
@@ -376,6 +600,90 @@ mod tests {
         assert_eq!(decode_profile(&bytes).unwrap(), p);
         let empty = ContactProfile::default();
         assert_eq!(decode_profile(&encode_profile(&empty)).unwrap(), empty);
+    }
+
+    #[test]
+    fn round_trips_addresses_and_contact_facts() {
+        use crate::domain::{
+            address::{AddressBook, AddressConfig, AddressKey},
+            contact::ConsentRecord,
+        };
+        let (model, lifecycle) = (ScoringModel::default(), LifecycleConfig::default());
+        let book = AddressBook::new(
+            AddressKey::new([3; 32]),
+            AddressConfig {
+                store_plaintext: true,
+                ..AddressConfig::default()
+            },
+        );
+        let mut p = profile(&[(Channel::Sms, Status::Delivered)]);
+        for (i, (channel, raw, status)) in [
+            (Channel::Email, "work@example.com", Status::BouncedHard),
+            (Channel::Email, "home@example.com", Status::Delivered),
+            (Channel::Sms, "+447911123456", Status::Sent),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut event = ChannelEvent {
+                event_id: format!("a{i}"),
+                contact_id: "c".into(),
+                channel,
+                status,
+                occurred_at: Millis(1_790_000_000_000 + i as i64),
+                sent_at: None,
+                metadata: EventMetadata {
+                    message_id: format!("am{i}"),
+                    ..EventMetadata::default()
+                },
+                address: Default::default(),
+            };
+            event.address.resolved = Some(book.resolve(channel, raw, "").unwrap());
+            p.apply_tracked(&event, &model, &lifecycle);
+        }
+        p.addresses[1].info.label = "home".into();
+        p.contact.time_zone = "Europe/London".into();
+        p.contact.value_tier = "gold".into();
+        p.record_consent(ConsentRecord {
+            channel: Channel::Sms,
+            granted: true,
+            source: "checkout form".into(),
+            at: Millis(1_789_000_000_000),
+        });
+        assert_eq!(p.addresses.len(), 3);
+        assert!(p.messages.list.iter().any(|m| m.address.is_some()));
+        assert_eq!(decode_profile(&encode_profile(&p)).unwrap(), p);
+    }
+
+    #[test]
+    fn format_3_is_migrated_on_read() {
+        type MessageV3 = (String, u8, Vec<(u8, i64)>, u8, Option<i64>);
+        #[derive(Serialize)]
+        struct V3 {
+            base: i64,
+            channels: Vec<WireChannel>,
+            messages: Vec<MessageV3>,
+        }
+        let v3 = V3 {
+            base: 1_790_000_000_000,
+            channels: vec![WireChannel {
+                channel: 0,
+                counts: vec![(1, 2)],
+                evidence: vec![(0, 1.5)],
+                times: vec![(1, 0)],
+                recent_hard_fails: vec![],
+                recent_soft_fails: vec![5],
+                route: Some(("carrier-a".into(), "US".into(), 0)),
+            }],
+            messages: vec![("m1".into(), 0, vec![(0, 10), (3, 0)], 1, Some(10))],
+        };
+        let bytes = postcard::to_extend(&v3, vec![FORMAT_V3]).unwrap();
+        let p = decode_profile(&bytes).unwrap();
+        let sms = p.channel(Channel::Sms).unwrap();
+        assert_eq!((sms.counts.delivered, sms.soft_fails.recent.len()), (2, 1));
+        assert_eq!(p.messages.list[0].latency_ms, Some(10));
+        assert_eq!(p.messages.list[0].address, None);
+        assert!(p.addresses.is_empty() && p.contact == Default::default());
     }
 
     #[test]

@@ -27,6 +27,13 @@ use crate::domain::{
 /// Store-assigned version of a record, changed by every write.
 pub type Version = u32;
 
+/// Small per-tenant catalogs kept beside the contacts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Catalog {
+    Senders,
+    SendPolicies,
+}
+
 /// A stored record: opaque bytes and the version to compare-and-swap against.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
@@ -187,6 +194,31 @@ pub trait Store: Send + Sync + 'static {
         tenant: &Tenant,
         id: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores a catalog entry (a sender, a send policy) under `id`,
+    /// replacing any. Durable after the next `sync`.
+    fn put_entry(
+        &self,
+        catalog: Catalog,
+        tenant: &Tenant,
+        id: &str,
+        value: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A catalog entry of `tenant`, if stored.
+    fn get_entry(
+        &self,
+        catalog: Catalog,
+        tenant: &Tenant,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// Every entry of a catalog of `tenant`, in id order.
+    fn list_entries(
+        &self,
+        catalog: Catalog,
+        tenant: &Tenant,
+    ) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>, StoreError>> + Send;
 
     /// Adds the deltas to their statistics cells.
     fn add_stats(

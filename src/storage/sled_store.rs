@@ -27,7 +27,7 @@ use crate::{
         stats::{Dims, StatCell},
     },
     storage::{
-        Commit, CommitOp, ContactKey, Deadline, DedupeKey, LoadRequest, Record, Snapshot,
+        Catalog, Commit, CommitOp, ContactKey, Deadline, DedupeKey, LoadRequest, Record, Snapshot,
         StatDelta, Store, StoreError, Tenant,
         group_commit::GroupCommit,
         marker_buckets::{self, GenerationMeta, MarkerLayout},
@@ -65,6 +65,15 @@ pub struct SledStore {
 
 const RECORD_PREFIX: u8 = b'p';
 const DEAD_LETTER_PREFIX: u8 = b'd';
+const SENDER_PREFIX: u8 = b's';
+const POLICY_PREFIX: u8 = b'y';
+
+fn catalog_prefix(catalog: Catalog) -> u8 {
+    match catalog {
+        Catalog::Senders => SENDER_PREFIX,
+        Catalog::SendPolicies => POLICY_PREFIX,
+    }
+}
 /// Keys removed per batch when dropping a generation of spilled markers.
 const EXPIRY_CHUNK: usize = 10_000;
 
@@ -453,6 +462,47 @@ impl Store for SledStore {
             .remove(tenant_key(DEAD_LETTER_PREFIX, tenant, id))
             .map_err(to_store_error)?;
         Ok(old.is_some())
+    }
+
+    async fn put_entry(
+        &self,
+        catalog: Catalog,
+        tenant: &Tenant,
+        id: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        self.tree
+            .insert(tenant_key(catalog_prefix(catalog), tenant, id), value)
+            .map(drop)
+            .map_err(to_store_error)
+    }
+
+    async fn get_entry(
+        &self,
+        catalog: Catalog,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.tree
+            .get(tenant_key(catalog_prefix(catalog), tenant, id))
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(to_store_error)
+    }
+
+    async fn list_entries(
+        &self,
+        catalog: Catalog,
+        tenant: &Tenant,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = tenant_key(catalog_prefix(catalog), tenant, "");
+        self.tree
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (key, value) = entry.map_err(to_store_error)?;
+                let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                Ok((id, value.to_vec()))
+            })
+            .collect()
     }
 
     async fn add_stats(&self, deltas: Vec<StatDelta>) -> Result<(), StoreError> {

@@ -312,6 +312,7 @@ pub async fn reachability(
         .get_reachability(proto::GetReachabilityRequest {
             contact_id: contact.into(),
             as_of: as_of_ms.map(ts),
+            ..Default::default()
         })
         .await
         .expect("get_reachability")

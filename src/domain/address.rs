@@ -1,0 +1,539 @@
+//! Addresses: the phone number, mailbox or push token a channel reaches.
+//!
+//! A contact can have several per channel (a work and a personal email), and
+//! reach keeps its evidence per address. Addresses are validated and put in
+//! canonical form when they come in (E.164 for phone numbers, with their type
+//! from libphonenumber's metadata), so that one address always has one
+//! identity, and so that a fixed line is known to be unable to take an SMS
+//! before the first send fails.
+//!
+//! The store never needs the address itself: the engine keys each one by a
+//! keyed hash ([`AddressId`]) and keeps a masked hint for people.
+
+use std::fmt;
+
+use phonenumber::{Mode, PhoneNumber, country};
+
+use crate::domain::Channel;
+
+/// What kind of address a channel takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum AddressKind {
+    #[default]
+    Unknown,
+    Phone,
+    Email,
+    PushToken,
+}
+
+impl AddressKind {
+    pub const ALL: [AddressKind; 4] = [
+        AddressKind::Unknown,
+        AddressKind::Phone,
+        AddressKind::Email,
+        AddressKind::PushToken,
+    ];
+
+    pub fn of(channel: Channel) -> AddressKind {
+        match channel {
+            Channel::Sms | Channel::Voice => AddressKind::Phone,
+            Channel::Email => AddressKind::Email,
+            Channel::Push => AddressKind::PushToken,
+        }
+    }
+
+    /// The channels an address of this kind is used on.
+    pub fn channels(self) -> &'static [Channel] {
+        match self {
+            AddressKind::Phone => &[Channel::Sms, Channel::Voice],
+            AddressKind::Email => &[Channel::Email],
+            AddressKind::PushToken => &[Channel::Push],
+            AddressKind::Unknown => &[],
+        }
+    }
+}
+
+/// The type of a phone number, from libphonenumber's metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum PhoneType {
+    #[default]
+    Unknown,
+    Mobile,
+    FixedLine,
+    /// Numbering plans (the US, Canada...) that do not tell the two apart.
+    FixedLineOrMobile,
+    Voip,
+    TollFree,
+    PremiumRate,
+    SharedCost,
+    Personal,
+    Pager,
+    Other,
+}
+
+impl PhoneType {
+    pub const ALL: [PhoneType; 11] = [
+        PhoneType::Unknown,
+        PhoneType::Mobile,
+        PhoneType::FixedLine,
+        PhoneType::FixedLineOrMobile,
+        PhoneType::Voip,
+        PhoneType::TollFree,
+        PhoneType::PremiumRate,
+        PhoneType::SharedCost,
+        PhoneType::Personal,
+        PhoneType::Pager,
+        PhoneType::Other,
+    ];
+
+    fn from_metadata(t: phonenumber::Type) -> PhoneType {
+        use phonenumber::Type as T;
+        match t {
+            T::Mobile => PhoneType::Mobile,
+            T::FixedLine => PhoneType::FixedLine,
+            T::FixedLineOrMobile => PhoneType::FixedLineOrMobile,
+            T::Voip => PhoneType::Voip,
+            T::TollFree => PhoneType::TollFree,
+            T::PremiumRate => PhoneType::PremiumRate,
+            T::SharedCost => PhoneType::SharedCost,
+            T::PersonalNumber => PhoneType::Personal,
+            T::Pager => PhoneType::Pager,
+            T::Unknown => PhoneType::Unknown,
+            _ => PhoneType::Other,
+        }
+    }
+
+    /// Why a number of this type cannot take a text message, if it cannot.
+    /// Mobile, VoIP and numbering plans that mix fixed and mobile lines can;
+    /// a fixed line, a toll-free or premium number cannot.
+    fn sms_refusal(self) -> Option<&'static str> {
+        match self {
+            PhoneType::Mobile
+            | PhoneType::FixedLineOrMobile
+            | PhoneType::Voip
+            | PhoneType::Personal
+            | PhoneType::Unknown => None,
+            PhoneType::FixedLine => Some("a fixed line cannot receive SMS"),
+            PhoneType::TollFree => Some("a toll-free number cannot receive SMS"),
+            PhoneType::PremiumRate => Some("a premium-rate number cannot receive SMS"),
+            PhoneType::SharedCost => Some("a shared-cost number cannot receive SMS"),
+            PhoneType::Pager => Some("a pager cannot receive SMS"),
+            PhoneType::Other => Some("this kind of number cannot receive SMS"),
+        }
+    }
+
+    fn voice_refusal(self) -> Option<&'static str> {
+        match self {
+            PhoneType::Pager => Some("a pager cannot take a voice call"),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for PhoneType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PhoneType::Unknown => "unknown type",
+            PhoneType::Mobile => "mobile",
+            PhoneType::FixedLine => "fixed line",
+            PhoneType::FixedLineOrMobile => "fixed line or mobile",
+            PhoneType::Voip => "VoIP",
+            PhoneType::TollFree => "toll-free",
+            PhoneType::PremiumRate => "premium rate",
+            PhoneType::SharedCost => "shared cost",
+            PhoneType::Personal => "personal number",
+            PhoneType::Pager => "pager",
+            PhoneType::Other => "other",
+        })
+    }
+}
+
+/// A string that holds a contact's address: never printed by `Debug`, so
+/// that no log line or panic message can carry one.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Sensitive(pub String);
+
+impl fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("<redacted>")
+        }
+    }
+}
+
+/// An address in canonical form, with what validation learned about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CanonicalAddress {
+    /// E.164 for phone numbers, lower case for emails, as given for tokens.
+    pub text: Sensitive,
+    pub kind: AddressKind,
+    pub phone_type: PhoneType,
+    /// ISO 3166-1 alpha-2 region of a phone number.
+    pub region: String,
+}
+
+/// Longest accepted address (a push token can be long; an email is at most
+/// 254 by RFC 5321).
+pub const MAX_ADDRESS_BYTES: usize = 4096;
+
+/// Validates `raw` as an address for `channel` and puts it in canonical
+/// form. Phone numbers without a leading `+` are read in `region` (the
+/// event's country, else the configured default) if one is given.
+pub fn canonicalize(
+    channel: Channel,
+    raw: &str,
+    region: Option<&str>,
+) -> Result<CanonicalAddress, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err("is empty".into());
+    }
+    if raw.len() > MAX_ADDRESS_BYTES {
+        return Err(format!(
+            "is {} bytes, at most {MAX_ADDRESS_BYTES} allowed",
+            raw.len()
+        ));
+    }
+    match AddressKind::of(channel) {
+        AddressKind::Phone => phone(raw, region),
+        AddressKind::Email => email(raw),
+        AddressKind::PushToken | AddressKind::Unknown => push_token(raw),
+    }
+}
+
+/// Checks that `region` is a country libphonenumber knows.
+pub fn check_region(region: &str) -> Result<(), String> {
+    parse_region(region).map(|_| ())
+}
+
+fn parse_region(region: &str) -> Result<country::Id, String> {
+    region
+        .to_ascii_uppercase()
+        .parse::<country::Id>()
+        .map_err(|_| format!("region {region:?} is not a country libphonenumber knows"))
+}
+
+fn phone(raw: &str, region: Option<&str>) -> Result<CanonicalAddress, String> {
+    let region_id = match region.filter(|r| !r.is_empty()) {
+        Some(r) => Some(parse_region(r)?),
+        None => None,
+    };
+    if region_id.is_none() && !raw.starts_with('+') {
+        return Err(
+            "is not in international format (+ and country code) and no country was given to read it in"
+                .into(),
+        );
+    }
+    let number: PhoneNumber =
+        phonenumber::parse(region_id, raw).map_err(|e| format!("is not a phone number ({e})"))?;
+    if !phonenumber::is_valid(&number) {
+        return Err("is not a valid phone number for its country's numbering plan".into());
+    }
+    let phone_type = PhoneType::from_metadata(number.number_type(&phonenumber::metadata::DATABASE));
+    Ok(CanonicalAddress {
+        text: Sensitive(number.format().mode(Mode::E164).to_string()),
+        kind: AddressKind::Phone,
+        phone_type,
+        region: number
+            .country()
+            .id()
+            .map(|id| id.as_ref().to_string())
+            .unwrap_or_default(),
+    })
+}
+
+fn email(raw: &str) -> Result<CanonicalAddress, String> {
+    let parsed: email_address::EmailAddress = raw
+        .parse()
+        .map_err(|e| format!("is not an email address ({e})"))?;
+    // Display names ("Ann <ann@example.com>") are not addresses.
+    if parsed.email() != raw || !parsed.domain().contains('.') {
+        return Err("is not a plain email address (local@domain.tld)".into());
+    }
+    // Mailbox providers treat local parts case-insensitively in practice;
+    // one identity per mailbox matters more than RFC 5321's letter.
+    Ok(CanonicalAddress {
+        text: Sensitive(raw.to_lowercase()),
+        kind: AddressKind::Email,
+        phone_type: PhoneType::Unknown,
+        region: String::new(),
+    })
+}
+
+fn push_token(raw: &str) -> Result<CanonicalAddress, String> {
+    if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("a push token must be printable ASCII without spaces".into());
+    }
+    Ok(CanonicalAddress {
+        text: Sensitive(raw.to_string()),
+        kind: AddressKind::PushToken,
+        phone_type: PhoneType::Unknown,
+        region: String::new(),
+    })
+}
+
+/// An address's identity in the store: a keyed 128-bit hash of its
+/// canonical form (the engine holds the key).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct AddressId(pub [u8; 16]);
+
+impl AddressId {
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(s: &str) -> Option<AddressId> {
+        if s.len() != 32 {
+            return None;
+        }
+        let mut id = [0u8; 16];
+        for (i, byte) in id.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(AddressId(id))
+    }
+}
+
+impl fmt::Debug for AddressId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AddressId({})", self.to_hex())
+    }
+}
+
+/// What is kept about an address beside its evidence.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AddressInfo {
+    pub kind: AddressKind,
+    pub phone_type: PhoneType,
+    pub region: String,
+    /// A masked form for people, e.g. `+1******4567`, `j***@example.com`.
+    pub hint: String,
+    /// The canonical address, only when plaintext storage is configured.
+    pub plaintext: Option<Sensitive>,
+    /// The caller's name for it (from UpsertContact), e.g. "work".
+    pub label: String,
+}
+
+impl AddressInfo {
+    pub fn new(address: &CanonicalAddress, keep_plaintext: bool) -> Self {
+        AddressInfo {
+            kind: address.kind,
+            phone_type: address.phone_type,
+            region: address.region.clone(),
+            hint: hint(address),
+            plaintext: keep_plaintext.then(|| address.text.clone()),
+            label: String::new(),
+        }
+    }
+
+    /// Why this address cannot be used on `channel`, if it cannot.
+    pub fn refusal(&self, channel: Channel) -> Option<String> {
+        if self.kind != AddressKind::Phone {
+            return None;
+        }
+        let why = match channel {
+            Channel::Sms => self.phone_type.sms_refusal(),
+            Channel::Voice => self.phone_type.voice_refusal(),
+            _ => None,
+        }?;
+        Some(format!("{}: {why}", self.hint))
+    }
+}
+
+/// The secret that keys address hashes. Without it, an address id cannot
+/// be tied back to a phone number by hashing every number of a country.
+#[derive(Clone)]
+pub struct AddressKey([u8; 32]);
+
+impl fmt::Debug for AddressKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AddressKey(<redacted>)")
+    }
+}
+
+/// 32 bytes from the operating system's CSPRNG.
+pub fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).expect("the OS random source works");
+    key
+}
+
+impl AddressKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        AddressKey(bytes)
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(hex: &str) -> Result<Self, String> {
+        let hex = hex.trim();
+        if hex.len() != 64 {
+            return Err(format!(
+                "must be 64 hex digits (32 bytes), got {}",
+                hex.len()
+            ));
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+                .map_err(|_| "must be hex digits".to_string())?;
+        }
+        Ok(AddressKey(key))
+    }
+
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The identity of a canonical address. Kinds are hashed apart so that
+    /// a push token can never collide with a phone number's id.
+    pub fn id(&self, address: &CanonicalAddress) -> AddressId {
+        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        hasher.update(&[address.kind as u8]);
+        hasher.update(address.text.0.as_bytes());
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+        AddressId(id)
+    }
+}
+
+/// An address as the engine resolved it: its id and what is kept about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedAddress {
+    pub id: AddressId,
+    pub info: AddressInfo,
+}
+
+/// How addresses are validated and kept (`[addresses]`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AddressConfig {
+    /// Key of the address hashes, 64 hex digits. Empty: a key is generated
+    /// once into `<data_dir>/address-hash.key` (back it up with the data).
+    pub hash_key: String,
+    /// Keep each address's canonical plaintext next to its hash (and return
+    /// it in GetContact / GetBestChannel). Off by default: a leaked data
+    /// dir then holds no phone number or email.
+    pub store_plaintext: bool,
+    /// Country (ISO 3166-1 alpha-2) in which phone numbers without `+` and
+    /// a country code are read when the event names no country. Empty:
+    /// such numbers are rejected.
+    pub default_region: String,
+}
+
+/// Validates and identifies addresses with the configured key.
+#[derive(Clone, Debug)]
+pub struct AddressBook {
+    key: AddressKey,
+    config: AddressConfig,
+}
+
+impl AddressBook {
+    pub fn new(key: AddressKey, config: AddressConfig) -> Self {
+        AddressBook { key, config }
+    }
+
+    /// Canonicalizes `raw` for `channel` (reading national phone numbers in
+    /// `region`, else the default region) and identifies it.
+    pub fn resolve(
+        &self,
+        channel: Channel,
+        raw: &str,
+        region: &str,
+    ) -> Result<ResolvedAddress, String> {
+        let region = Some(region)
+            .filter(|r| !r.is_empty())
+            .or(Some(self.config.default_region.as_str()).filter(|r| !r.is_empty()));
+        let canonical = canonicalize(channel, raw, region)?;
+        Ok(ResolvedAddress {
+            id: self.key.id(&canonical),
+            info: AddressInfo::new(&canonical, self.config.store_plaintext),
+        })
+    }
+}
+
+/// A masked form of an address: enough to tell addresses apart in a
+/// debugging session, not enough to contact anyone.
+fn hint(address: &CanonicalAddress) -> String {
+    let text = &address.text.0;
+    match address.kind {
+        AddressKind::Phone => {
+            let digits = text.len().saturating_sub(1);
+            let tail = &text[text.len().saturating_sub(2)..];
+            format!("+{}{tail}", "*".repeat(digits.saturating_sub(2)))
+        }
+        AddressKind::Email => match text.split_once('@') {
+            Some((local, domain)) => {
+                let first: String = local.chars().take(1).collect();
+                format!("{first}***@{domain}")
+            }
+            None => "***".into(),
+        },
+        AddressKind::PushToken | AddressKind::Unknown => {
+            let head: String = text.chars().take(4).collect();
+            format!("{head}...({} chars)", text.chars().count())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_numbers_become_e164_with_their_type() {
+        let a = canonicalize(Channel::Sms, "+49 151 12345678", None).unwrap();
+        assert_eq!(
+            (a.text.0.as_str(), a.phone_type, a.region.as_str()),
+            ("+4915112345678", PhoneType::Mobile, "DE")
+        );
+        let national = canonicalize(Channel::Voice, "020 7946 0000", Some("gb")).unwrap();
+        assert_eq!(
+            (national.text.0.as_str(), national.phone_type),
+            ("+442079460000", PhoneType::FixedLine)
+        );
+        assert!(canonicalize(Channel::Sms, "(415) 555-2671", None).is_err());
+        assert!(canonicalize(Channel::Sms, "+1 000 000 0000", None).is_err());
+        assert!(canonicalize(Channel::Sms, "not a number", Some("US")).is_err());
+    }
+
+    #[test]
+    fn a_fixed_line_takes_calls_not_texts() {
+        let a = canonicalize(Channel::Voice, "+44 20 7946 0000", None).unwrap();
+        let info = AddressInfo::new(&a, false);
+        assert!(info.refusal(Channel::Sms).unwrap().contains("fixed line"));
+        assert_eq!(info.refusal(Channel::Voice), None);
+        assert_eq!(info.hint, "+**********00");
+    }
+
+    #[test]
+    fn emails_are_checked_and_lower_cased() {
+        let a = canonicalize(Channel::Email, "Ann.Lee@Example.COM", None).unwrap();
+        assert_eq!(a.text.0, "ann.lee@example.com");
+        assert_eq!(AddressInfo::new(&a, false).hint, "a***@example.com");
+        for bad in [
+            "ann",
+            "ann@",
+            "Ann <ann@example.com>",
+            "ann@localhost",
+            "a b@c.com",
+        ] {
+            assert!(canonicalize(Channel::Email, bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn addresses_never_show_in_debug_output() {
+        let a = canonicalize(Channel::Email, "ann@example.com", None).unwrap();
+        let info = AddressInfo::new(&a, true);
+        assert!(!format!("{a:?} {info:?}").contains("ann@"));
+    }
+
+    #[test]
+    fn address_ids_round_trip_through_hex() {
+        let id = AddressId([7; 16]);
+        assert_eq!(AddressId::from_hex(&id.to_hex()), Some(id));
+        assert_eq!(AddressId::from_hex("zz"), None);
+    }
+}

@@ -1,0 +1,313 @@
+//! Quiet hours: when a channel must not be used, in the contact's local
+//! time. The local time comes from the contact's time zone; without one,
+//! from the phone number's country (a message is allowed only when it is
+//! allowed in every zone of the country, so a US number without a zone
+//! waits for Hawaii's morning); else from the configured default zone.
+//! Times are computed with the IANA database (jiff), so DST shifts are exact.
+
+use std::{collections::BTreeMap, fmt, str::FromStr, sync::OnceLock};
+
+use jiff::{Span, Timestamp, tz::TimeZone};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Channel, Millis};
+
+/// A daily quiet period in local time, `start` to `end` (spanning midnight
+/// when `end` is before `start`); equal ends: never quiet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuietWindow {
+    /// Minutes after local midnight.
+    pub start: u16,
+    pub end: u16,
+}
+
+impl QuietWindow {
+    pub const NONE: QuietWindow = QuietWindow { start: 0, end: 0 };
+
+    pub fn is_none(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn contains(&self, minute_of_day: u16) -> bool {
+        match self.start.cmp(&self.end) {
+            std::cmp::Ordering::Equal => false,
+            std::cmp::Ordering::Less => (self.start..self.end).contains(&minute_of_day),
+            std::cmp::Ordering::Greater => minute_of_day >= self.start || minute_of_day < self.end,
+        }
+    }
+}
+
+fn parse_time(s: &str) -> Result<u16, String> {
+    let (h, m) = s
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not HH:MM"))?;
+    let (h, m): (u16, u16) = (
+        h.parse().map_err(|_| format!("{s:?} is not HH:MM"))?,
+        m.parse().map_err(|_| format!("{s:?} is not HH:MM"))?,
+    );
+    if h > 23 || m > 59 {
+        return Err(format!("{s:?} is not a time of day"));
+    }
+    Ok(h * 60 + m)
+}
+
+impl QuietWindow {
+    pub fn new(start: &str, end: &str) -> Result<Self, String> {
+        Ok(QuietWindow {
+            start: parse_time(start)?,
+            end: parse_time(end)?,
+        })
+    }
+
+    pub fn start_text(&self) -> String {
+        format!("{:02}:{:02}", self.start / 60, self.start % 60)
+    }
+
+    pub fn end_text(&self) -> String {
+        format!("{:02}:{:02}", self.end / 60, self.end % 60)
+    }
+}
+
+/// `"21:00-08:00"`; empty for none.
+impl FromStr for QuietWindow {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Ok(QuietWindow::NONE);
+        }
+        let (start, end) = s
+            .split_once('-')
+            .ok_or_else(|| format!("{s:?} is not HH:MM-HH:MM"))?;
+        QuietWindow::new(start, end)
+    }
+}
+
+impl fmt::Display for QuietWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_none() {
+            return Ok(());
+        }
+        write!(f, "{}-{}", self.start_text(), self.end_text())
+    }
+}
+
+impl Serialize for QuietWindow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for QuietWindow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[quiet_hours]`: default quiet periods per channel and the zone of
+/// contacts whose zone cannot be told.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuietHoursConfig {
+    pub sms: QuietWindow,
+    pub voice: QuietWindow,
+    pub email: QuietWindow,
+    pub push: QuietWindow,
+    /// IANA zone used when neither the contact's zone nor its phone
+    /// number's country is known.
+    pub default_time_zone: String,
+}
+
+impl Default for QuietHoursConfig {
+    fn default() -> Self {
+        let evening_to_morning = QuietWindow {
+            start: 21 * 60,
+            end: 8 * 60,
+        };
+        QuietHoursConfig {
+            sms: evening_to_morning,
+            voice: evening_to_morning,
+            email: QuietWindow::NONE,
+            push: QuietWindow::NONE,
+            default_time_zone: "UTC".into(),
+        }
+    }
+}
+
+impl QuietHoursConfig {
+    pub fn window(&self, channel: Channel) -> QuietWindow {
+        match channel {
+            Channel::Sms => self.sms,
+            Channel::Voice => self.voice,
+            Channel::Email => self.email,
+            Channel::Push => self.push,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        TimeZone::get(&self.default_time_zone)
+            .map(drop)
+            .map_err(|e| format!("quiet_hours.default_time_zone: {e}"))
+    }
+}
+
+/// Checks an IANA time zone name.
+pub fn check_time_zone(name: &str) -> Result<(), String> {
+    TimeZone::get(name)
+        .map(drop)
+        .map_err(|_| format!("{name:?} is not an IANA time zone (e.g. \"America/New_York\")"))
+}
+
+/// The zones of each country, from the tz database's zone.tab.
+fn country_zones() -> &'static BTreeMap<&'static str, Vec<&'static str>> {
+    static ZONES: OnceLock<BTreeMap<&'static str, Vec<&'static str>>> = OnceLock::new();
+    ZONES.get_or_init(|| {
+        let mut map: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for line in include_str!("zone.tab").lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let mut fields = line.split('\t');
+            if let (Some(cc), Some(_), Some(zone)) = (fields.next(), fields.next(), fields.next()) {
+                map.entry(cc).or_default().push(zone);
+            }
+        }
+        map
+    })
+}
+
+/// Where a contact's local time comes from.
+#[derive(Clone, Debug)]
+pub struct LocalZones {
+    pub zones: Vec<TimeZone>,
+    /// In words, for the explanation: "time zone America/New_York",
+    /// "the 29 zones of US", "default zone UTC".
+    pub source: String,
+}
+
+impl LocalZones {
+    /// The contact's zone if known, else its phone region's zones, else the
+    /// default zone.
+    pub fn of(time_zone: &str, region: &str, default_zone: &str) -> LocalZones {
+        if let Ok(tz) = TimeZone::get(time_zone)
+            && !time_zone.is_empty()
+        {
+            return LocalZones {
+                zones: vec![tz],
+                source: format!("time zone {time_zone}"),
+            };
+        }
+        if let Some(names) = country_zones().get(region.to_ascii_uppercase().as_str()) {
+            let zones: Vec<TimeZone> = names.iter().filter_map(|n| TimeZone::get(n).ok()).collect();
+            if !zones.is_empty() {
+                let source = if zones.len() == 1 {
+                    format!("time zone {} of the number's country {region}", names[0])
+                } else {
+                    format!(
+                        "all {} time zones of the number's country {region}",
+                        zones.len()
+                    )
+                };
+                return LocalZones { zones, source };
+            }
+        }
+        LocalZones {
+            zones: vec![TimeZone::get(default_zone).unwrap_or(TimeZone::UTC)],
+            source: format!("default time zone {default_zone}"),
+        }
+    }
+}
+
+/// Whether a window is on at an instant in a zone.
+fn quiet_in(window: QuietWindow, zone: &TimeZone, at: Timestamp) -> bool {
+    let local = at.to_zoned_datetime(zone.clone());
+    let t = local.time();
+    window.contains(t.hour() as u16 * 60 + t.minute() as u16)
+}
+
+/// The quiet hours of a channel now: `None` if the channel may be used
+/// now, else the earliest instant it may (`None` inside if no instant within
+/// two days suits every zone, in which case the first zone decides).
+pub fn quiet_until(window: QuietWindow, zones: &LocalZones, now: Millis) -> Option<Millis> {
+    if window.is_none() {
+        return None;
+    }
+    let now_ts = Timestamp::from_millisecond(now.0).ok()?;
+    let quiet_anywhere =
+        |at: Timestamp, zones: &[TimeZone]| zones.iter().any(|z| quiet_in(window, z, at));
+    if !quiet_anywhere(now_ts, &zones.zones) {
+        return None;
+    }
+    let earliest = |zones: &[TimeZone]| -> Option<Timestamp> {
+        // Candidates: the local end of the window on the next few days in
+        // each zone; the first at which no zone is quiet wins.
+        let mut candidates: Vec<Timestamp> = Vec::new();
+        for zone in zones {
+            let today = now_ts.to_zoned_datetime(zone.clone()).date();
+            for days in 0..=3 {
+                let Ok(date) = today.checked_add(Span::new().days(days)) else {
+                    continue;
+                };
+                let end = date.at((window.end / 60) as i8, (window.end % 60) as i8, 0, 0);
+                if let Ok(z) = end.to_zoned_datetime(zone.clone())
+                    && z.timestamp() > now_ts
+                {
+                    candidates.push(z.timestamp());
+                }
+            }
+        }
+        candidates.sort();
+        candidates
+            .into_iter()
+            .find(|&at| !quiet_anywhere(at, zones))
+    };
+    let until = earliest(&zones.zones).or_else(|| earliest(&zones.zones[..1]))?;
+    Some(Millis(until.as_millisecond()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Millis {
+        Millis(s.parse::<Timestamp>().unwrap().as_millisecond())
+    }
+
+    fn sms() -> QuietWindow {
+        "21:00-08:00".parse().unwrap()
+    }
+
+    #[test]
+    fn a_contact_zone_is_used_across_midnight_and_dst() {
+        let ny = LocalZones::of("America/New_York", "", "UTC");
+        // 22:30 EST on 7 March: wait for 08:00 the next morning, which is
+        // already daylight time (EDT, UTC-4) on 8 March.
+        assert_eq!(
+            quiet_until(sms(), &ny, at("2026-03-08T03:30:00Z")),
+            Some(at("2026-03-08T12:00:00Z"))
+        );
+        // 12:00 local: allowed.
+        assert_eq!(quiet_until(sms(), &ny, at("2026-03-09T16:00:00Z")), None);
+    }
+
+    #[test]
+    fn a_country_with_several_zones_waits_for_all_of_them() {
+        let us = LocalZones::of("", "US", "UTC");
+        assert!(us.zones.len() > 5, "{}", us.source);
+        // 14:00 UTC in January: 09:00 in New York but 04:00 in Honolulu.
+        let until = quiet_until(sms(), &us, at("2026-01-15T14:00:00Z")).unwrap();
+        assert_eq!(until, at("2026-01-15T18:00:00Z"), "08:00 in Honolulu");
+        let gb = LocalZones::of("", "GB", "UTC");
+        assert_eq!(gb.zones.len(), 1);
+    }
+
+    #[test]
+    fn windows_parse_and_print() {
+        assert_eq!(sms().to_string(), "21:00-08:00");
+        assert!("25:00-08:00".parse::<QuietWindow>().is_err());
+        assert!("".parse::<QuietWindow>().unwrap().is_none());
+        assert!(!sms().contains(8 * 60) && sms().contains(7 * 60 + 59) && sms().contains(21 * 60));
+    }
+}
