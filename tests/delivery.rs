@@ -84,31 +84,6 @@ async fn route(client: &mut Client, carrier: &str) -> proto::RouteHealth {
     routes.into_iter().next().unwrap()
 }
 
-/// Reads `n` actions from a watch (after `after`), within a few seconds.
-async fn watch(
-    client: &mut Client,
-    after: u64,
-    kinds: &[ActionKind],
-    n: usize,
-) -> Vec<proto::Action> {
-    let mut stream = client
-        .watch_actions(proto::WatchActionsRequest {
-            after_sequence: after,
-            kinds: kinds.iter().map(|&k| k as i32).collect(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut actions = Vec::new();
-    while actions.len() < n {
-        match tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
-            Ok(Ok(Some(action))) => actions.push(action),
-            other => panic!("after {} actions: {other:?}", actions.len()),
-        }
-    }
-    actions
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn latency_is_recorded_per_message_and_its_percentiles_are_right() {
     let server = TestServer::start().await;

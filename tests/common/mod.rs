@@ -368,3 +368,28 @@ pub fn counts(
         .and_then(|c| c.counts)
         .unwrap_or_default()
 }
+
+/// Reads `n` actions from a watch (after `after`), within a few seconds.
+pub async fn watch(
+    client: &mut Client,
+    after: u64,
+    kinds: &[proto::ActionKind],
+    n: usize,
+) -> Vec<proto::Action> {
+    let mut stream = client
+        .watch_actions(proto::WatchActionsRequest {
+            after_sequence: after,
+            kinds: kinds.iter().map(|&k| k as i32).collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut actions = Vec::new();
+    while actions.len() < n {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
+            Ok(Ok(Some(action))) => actions.push(action),
+            other => panic!("after {} actions: {other:?}", actions.len()),
+        }
+    }
+    actions
+}
