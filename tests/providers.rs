@@ -644,3 +644,33 @@ fn docs_list_every_rule_of_every_table() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_recipient_is_kept_as_the_contacts_address() {
+    let server = start().await;
+    let mut client = server.client().await;
+    client
+        .record_provider_event(body_request("sendgrid", JSON, "sendgrid/events.json"))
+        .await
+        .unwrap();
+    // c-alice is named by the payload's contact_id: her events are kept
+    // per address, under a hash of alice@example.com.
+    let p = profile(&mut client, "c-alice").await;
+    assert_eq!(p.addresses.len(), 1, "{p:?}");
+    let address = p.addresses[0].address.as_ref().unwrap();
+    assert_eq!(address.hint, "a***@example.com");
+    let state = p.addresses[0].state.as_ref().unwrap();
+    assert_eq!(state.counts.unwrap().delivered, 1);
+    assert!(
+        p.messages
+            .iter()
+            .all(|m| m.address_id == address.address_id)
+    );
+    // A contact that is its recipient has no separate address state.
+    assert!(
+        profile(&mut client, "bob@example.com")
+            .await
+            .addresses
+            .is_empty()
+    );
+}

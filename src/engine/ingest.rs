@@ -80,6 +80,26 @@ impl<S: Store> Engine<S> {
         Ok(Valid(event))
     }
 
+    /// As [`Engine::validate`] for events translated from a provider: a
+    /// recipient libphonenumber (or the email check) does not accept is
+    /// dropped and counted, rather than refusing the receipt, since the
+    /// provider delivered to it whatever its form.
+    pub(crate) fn validate_recipient(
+        &self,
+        event: ChannelEvent,
+        now: Millis,
+    ) -> Result<Valid, InvalidField> {
+        let mut fallback = event.clone();
+        match self.validate(event, now) {
+            Err(f) if f.field == "address" => {
+                metrics::counter!("reach_provider_recipients_unresolved_total").increment(1);
+                fallback.address = Default::default();
+                self.validate(fallback, now)
+            }
+            other => other,
+        }
+    }
+
     /// Records one validated event, durably. Returns true if it was a duplicate.
     pub async fn record(&self, tenant: &Tenant, event: &Valid) -> Result<bool> {
         let mut group = Group::new(ContactKey::new(tenant, &event.0.contact_id));

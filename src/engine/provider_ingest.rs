@@ -52,7 +52,10 @@ impl<S: Store> Engine<S> {
                 } else {
                     "event".to_string()
                 };
-                valid.push(self.validate(event, now).map_err(|f| f.within(&prefix))?);
+                valid.push(
+                    self.validate_recipient(event, now)
+                        .map_err(|f| f.within(&prefix))?,
+                );
             }
         }
         if dry_run {
@@ -148,7 +151,7 @@ impl<S: Store> Engine<S> {
                 report.outcomes.push(outcome(t, false, true));
                 continue;
             };
-            let valid = match self.validate(event, now) {
+            let valid = match self.validate_recipient(event, now) {
                 Ok(valid) => valid,
                 Err(_) => {
                     report.still_unmapped += 1;

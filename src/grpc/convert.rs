@@ -220,6 +220,15 @@ pub fn profile(
             outcome_at: m.outcome.map(|(_, at)| timestamp(at)),
             unconfirmed_at: m.unconfirmed_at.map(timestamp),
             latency_ms: m.latency_ms,
+            address_id: m.address.map(|a| a.to_hex()).unwrap_or_default(),
+        })
+        .collect();
+    let addresses = p
+        .addresses
+        .iter()
+        .map(|slot| proto::AddressProfile {
+            address: Some(crate::grpc::contacts::address_to(slot.id, &slot.info)),
+            state: Some(channel_profile(slot.channel, &slot.state)),
         })
         .collect();
     proto::GetContactProfileResponse {
@@ -227,6 +236,7 @@ pub fn profile(
         version: u64::from(version),
         channels,
         messages,
+        addresses,
     }
 }
 

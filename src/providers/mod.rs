@@ -82,6 +82,8 @@ pub struct Translated {
     pub occurred_at: Millis,
     pub sent_at: Option<Millis>,
     pub metadata: EventMetadata,
+    /// The recipient as the provider named it (normalized), if it did.
+    pub address: String,
     pub outcome: Outcome,
 }
 
@@ -108,7 +110,10 @@ impl Translated {
                 occurred_at: self.occurred_at,
                 sent_at: self.sent_at,
                 metadata: self.metadata.clone(),
-                address: Default::default(),
+                address: crate::domain::EventAddress {
+                    raw: crate::domain::address::Sensitive(self.address.clone()),
+                    resolved: None,
+                },
             }),
             Outcome::Unmapped { .. } => None,
         }
@@ -306,6 +311,15 @@ impl Providers {
                 given.to_string()
             }
         };
+        // Per-address state only when the contact is someone other than the
+        // recipient itself (contact ids from the request or a payload
+        // field): a contact that is its address has just the one.
+        let address = native
+            .address
+            .as_deref()
+            .and_then(normalize_address)
+            .filter(|a| *a != contact_id)
+            .unwrap_or_default();
         Ok(Translated {
             index,
             event_id,
@@ -324,6 +338,7 @@ impl Providers {
                 lifecycle_stage: request.lifecycle_stage.clone(),
                 sender_id: request.sender_id.clone(),
             },
+            address,
             outcome,
         })
     }
@@ -376,6 +391,7 @@ impl Providers {
                 provider: provider.to_string(),
                 ..EventMetadata::default()
             },
+            address: String::new(),
             outcome: Outcome::Unmapped {
                 reason: format!("unknown provider {provider:?}: no mapping table"),
                 code: "provider".into(),
