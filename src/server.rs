@@ -256,7 +256,7 @@ async fn maintain(slot: Arc<OnceLock<Engine<SledStore>>>, config: Config) {
     loop {
         let (task, result) = tokio::select! {
             _ = stats.tick() => ("statistics flush", engine.flush_stats().await),
-            _ = routes.tick() => ("route health", engine.judge_routes().await),
+            _ = routes.tick() => ("route and sender health", judge_health(engine).await),
             _ = sweep.tick() => ("silence sweep", engine.sweep_silence(Millis::now()).await.map(drop)),
             _ = housekeeping.tick() => ("housekeeping", engine.housekeeping(config.actions.retention).await),
         };
@@ -264,4 +264,10 @@ async fn maintain(slot: Arc<OnceLock<Engine<SledStore>>>, config: Config) {
             tracing::warn!(task, error = %e, "background task failed, retrying at its next tick");
         }
     }
+}
+
+/// Route health, then sender health, on the route-health schedule.
+async fn judge_health(engine: &Engine<SledStore>) -> crate::error::Result<()> {
+    engine.judge_routes().await?;
+    engine.judge_senders().await
 }
