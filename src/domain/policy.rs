@@ -290,3 +290,71 @@ fn explain(
     }
     parts.join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ContactProfile, scoring::assess};
+
+    fn equal_priors() -> ScoringModel {
+        let mut model = ScoringModel::default();
+        model.email = model.sms.clone();
+        model
+    }
+
+    #[test]
+    fn preference_breaks_ties_and_the_chain_overrides_scores() {
+        let model = equal_priors();
+        let reach = || assess(&ContactProfile::default(), &model, Millis(1_000));
+        let by_default = choose(reach(), &[], &SendPolicy::default(), "default", &model);
+        assert_eq!(
+            by_default.channel,
+            Some(Channel::Email),
+            "{}",
+            by_default.reason
+        );
+        let prefer_sms = SendPolicy {
+            preference: vec![Channel::Sms, Channel::Email],
+            ..SendPolicy::default()
+        };
+        assert_eq!(
+            choose(reach(), &[], &prefer_sms, "p", &model).channel,
+            Some(Channel::Sms)
+        );
+        let chain = SendPolicy {
+            fallback_chain: vec![Channel::Voice, Channel::Sms],
+            ..SendPolicy::default()
+        };
+        let chosen = choose(reach(), &[], &chain, "otp", &model);
+        assert_eq!(
+            chosen.channel,
+            Some(Channel::Voice),
+            "voice scores lowest but leads the chain"
+        );
+        let allowed_only = SendPolicy {
+            allowed_channels: vec![Channel::Voice],
+            ..SendPolicy::default()
+        };
+        let ranked = choose(reach(), &[], &allowed_only, "v", &model).ranked;
+        assert_eq!(ranked.len(), 1);
+    }
+
+    #[test]
+    fn a_policy_validates_its_lists() {
+        let bad = SendPolicy {
+            allowed_channels: vec![Channel::Sms],
+            fallback_chain: vec![Channel::Sms, Channel::Email],
+            ..SendPolicy::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .contains("allowed_channels excludes")
+        );
+        let score = SendPolicy {
+            min_score: 1.5,
+            ..SendPolicy::default()
+        };
+        assert!(score.validate().is_err());
+    }
+}

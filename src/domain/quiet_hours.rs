@@ -5,7 +5,12 @@
 //! waits for Hawaii's morning); else from the configured default zone.
 //! Times are computed with the IANA database (jiff), so DST shifts are exact.
 
-use std::{collections::BTreeMap, fmt, str::FromStr, sync::OnceLock};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    str::FromStr,
+    sync::{Arc, OnceLock, RwLock},
+};
 
 use jiff::{Span, Timestamp, tz::TimeZone};
 use serde::{Deserialize, Serialize};
@@ -160,63 +165,174 @@ pub fn check_time_zone(name: &str) -> Result<(), String> {
         .map_err(|_| format!("{name:?} is not an IANA time zone (e.g. \"America/New_York\")"))
 }
 
-/// The zones of each country, from the tz database's zone.tab.
-fn country_zones() -> &'static BTreeMap<&'static str, Vec<&'static str>> {
-    static ZONES: OnceLock<BTreeMap<&'static str, Vec<&'static str>>> = OnceLock::new();
+/// A country's zones: the distinct local times among them, how many zones
+/// it has, and the first one listed.
+type CountryZones = (Arc<[TimeZone]>, usize, &'static str);
+
+/// The zones of each country, from the tz database's zone.tab, resolved
+/// once and deduplicated: the 29 US zones keep only 8 distinct local times
+/// (Detroit keeps New York's clock), which makes a quiet-hours check of a
+/// US number several times cheaper.
+fn country_zones() -> &'static HashMap<&'static str, CountryZones> {
+    static ZONES: OnceLock<HashMap<&'static str, CountryZones>> = OnceLock::new();
     ZONES.get_or_init(|| {
-        let mut map: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut names: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for line in include_str!("zone.tab").lines() {
             if line.starts_with('#') {
                 continue;
             }
             let mut fields = line.split('\t');
             if let (Some(cc), Some(_), Some(zone)) = (fields.next(), fields.next(), fields.next()) {
-                map.entry(cc).or_default().push(zone);
+                names.entry(cc).or_default().push(zone);
             }
         }
-        map
+        names
+            .into_iter()
+            .filter_map(|(cc, zones)| {
+                let resolved: Vec<TimeZone> =
+                    zones.iter().filter_map(|n| TimeZone::get(n).ok()).collect();
+                let distinct = distinct_clocks(resolved);
+                (!distinct.is_empty()).then(|| (cc, (distinct.into(), zones.len(), zones[0])))
+            })
+            .collect()
     })
+}
+
+/// Zones whose clocks agree now and at every transition of the next three
+/// years are one clock for quiet hours; keeps the first of each.
+fn distinct_clocks(zones: Vec<TimeZone>) -> Vec<TimeZone> {
+    let now = Timestamp::now();
+    let horizon = now
+        .checked_add(Span::new().hours(3 * 366 * 24))
+        .unwrap_or(Timestamp::MAX);
+    let clock = |tz: &TimeZone| {
+        let transitions: Vec<(Timestamp, i32)> = tz
+            .following(now)
+            .take_while(|t| t.timestamp() < horizon)
+            .map(|t| (t.timestamp(), t.offset().seconds()))
+            .collect();
+        (tz.to_offset(now).seconds(), transitions)
+    };
+    let mut seen = Vec::new();
+    let mut kept = Vec::new();
+    for tz in zones {
+        let key = clock(&tz);
+        if !seen.contains(&key) {
+            seen.push(key);
+            kept.push(tz);
+        }
+    }
+    kept
 }
 
 /// Where a contact's local time comes from.
 #[derive(Clone, Debug)]
+enum ZoneSource {
+    Contact(String),
+    Country {
+        region: String,
+        count: usize,
+        first: &'static str,
+    },
+    Default(String),
+}
+
+/// The zones of a contact's local time and where they come from.
+#[derive(Clone, Debug)]
 pub struct LocalZones {
-    pub zones: Vec<TimeZone>,
-    /// In words, for the explanation: "time zone America/New_York",
-    /// "the 29 zones of US", "default zone UTC".
-    pub source: String,
+    zones: Arc<[TimeZone]>,
+    source: ZoneSource,
 }
 
 impl LocalZones {
+    /// In words, for explanations: "time zone America/New_York", "all 29
+    /// time zones of the number's country US", "default time zone UTC".
+    pub fn describe(&self) -> String {
+        match &self.source {
+            ZoneSource::Contact(name) => format!("time zone {name}"),
+            ZoneSource::Country {
+                region,
+                count: 1,
+                first,
+            } => {
+                format!("time zone {first} of the number's country {region}")
+            }
+            ZoneSource::Country { region, count, .. } => {
+                format!("all {count} time zones of the number's country {region}")
+            }
+            ZoneSource::Default(name) => format!("default time zone {name}"),
+        }
+    }
+}
+
+/// Resolves contacts' zones: IANA lookups are not free (a search of the
+/// bundled database by name), and every GetBestChannel needs one per
+/// channel with quiet hours, so resolved zones are kept.
+#[derive(Debug)]
+pub struct ZoneBook {
+    default_name: String,
+    default: Arc<[TimeZone]>,
+    named: RwLock<HashMap<String, Arc<[TimeZone]>>>,
+}
+
+/// Distinct contact zone names kept resolved (the IANA database has about
+/// 600 names with links).
+const MAX_NAMED_ZONES: usize = 2048;
+
+impl ZoneBook {
+    pub fn new(default_time_zone: &str) -> Self {
+        ZoneBook {
+            default_name: default_time_zone.to_string(),
+            default: [TimeZone::get(default_time_zone).unwrap_or(TimeZone::UTC)].into(),
+            named: RwLock::new(HashMap::new()),
+        }
+    }
+
     /// The contact's zone if known, else its phone region's zones, else the
     /// default zone.
-    pub fn of(time_zone: &str, region: &str, default_zone: &str) -> LocalZones {
-        if let Ok(tz) = TimeZone::get(time_zone)
-            && !time_zone.is_empty()
+    pub fn zones(&self, time_zone: &str, region: &str) -> LocalZones {
+        if !time_zone.is_empty()
+            && let Some(zones) = self.named(time_zone)
         {
             return LocalZones {
-                zones: vec![tz],
-                source: format!("time zone {time_zone}"),
+                zones,
+                source: ZoneSource::Contact(time_zone.to_string()),
             };
         }
-        if let Some(names) = country_zones().get(region.to_ascii_uppercase().as_str()) {
-            let zones: Vec<TimeZone> = names.iter().filter_map(|n| TimeZone::get(n).ok()).collect();
-            if !zones.is_empty() {
-                let source = if zones.len() == 1 {
-                    format!("time zone {} of the number's country {region}", names[0])
-                } else {
-                    format!(
-                        "all {} time zones of the number's country {region}",
-                        zones.len()
-                    )
+        if region.len() == 2 {
+            let upper = region.to_ascii_uppercase();
+            if let Some((zones, count, first)) = country_zones().get(upper.as_str()) {
+                return LocalZones {
+                    zones: zones.clone(),
+                    source: ZoneSource::Country {
+                        count: *count,
+                        region: upper,
+                        first,
+                    },
                 };
-                return LocalZones { zones, source };
             }
         }
         LocalZones {
-            zones: vec![TimeZone::get(default_zone).unwrap_or(TimeZone::UTC)],
-            source: format!("default time zone {default_zone}"),
+            zones: self.default.clone(),
+            source: ZoneSource::Default(self.default_name.clone()),
         }
+    }
+
+    fn named(&self, name: &str) -> Option<Arc<[TimeZone]>> {
+        if let Some(zones) = self
+            .named
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Some(zones.clone());
+        }
+        let zones: Arc<[TimeZone]> = [TimeZone::get(name).ok()?].into();
+        let mut named = self.named.write().unwrap_or_else(|e| e.into_inner());
+        if named.len() < MAX_NAMED_ZONES {
+            named.insert(name.to_string(), zones.clone());
+        }
+        Some(zones)
     }
 }
 
@@ -281,7 +397,7 @@ mod tests {
 
     #[test]
     fn a_contact_zone_is_used_across_midnight_and_dst() {
-        let ny = LocalZones::of("America/New_York", "", "UTC");
+        let ny = ZoneBook::new("UTC").zones("America/New_York", "");
         // 22:30 EST on 7 March: wait for 08:00 the next morning, which is
         // already daylight time (EDT, UTC-4) on 8 March.
         assert_eq!(
@@ -294,13 +410,27 @@ mod tests {
 
     #[test]
     fn a_country_with_several_zones_waits_for_all_of_them() {
-        let us = LocalZones::of("", "US", "UTC");
-        assert!(us.zones.len() > 5, "{}", us.source);
+        let book = ZoneBook::new("UTC");
+        let us = book.zones("", "US");
+        assert!(
+            us.describe().contains("all 29 time zones"),
+            "{}",
+            us.describe()
+        );
+        assert!(
+            (5..29).contains(&us.zones.len()),
+            "{} distinct clocks",
+            us.zones.len()
+        );
         // 14:00 UTC in January: 09:00 in New York but 04:00 in Honolulu.
         let until = quiet_until(sms(), &us, at("2026-01-15T14:00:00Z")).unwrap();
         assert_eq!(until, at("2026-01-15T18:00:00Z"), "08:00 in Honolulu");
-        let gb = LocalZones::of("", "GB", "UTC");
+        let gb = book.zones("", "gb");
         assert_eq!(gb.zones.len(), 1);
+        assert_eq!(
+            book.zones("Mars/Base", "").describe(),
+            "default time zone UTC"
+        );
     }
 
     #[test]

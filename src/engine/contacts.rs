@@ -10,9 +10,9 @@ use crate::{
         quiet_hours::check_time_zone,
         scoring::assess,
     },
-    engine::{CAS_ATTEMPTS, Engine, decode},
-    error::{Error, Result},
-    storage::{Commit, CommitOp, ContactKey, LoadRequest, Store, Tenant, codec},
+    engine::Engine,
+    error::Result,
+    storage::{ContactKey, Store, Tenant},
 };
 
 /// Longest accepted address label.
@@ -55,9 +55,13 @@ impl<S: Store> Engine<S> {
     ) -> Result<(ContactProfile, Reachability)> {
         let checked = self.check_update(update, now)?;
         let key = ContactKey::new(tenant, &checked.update.contact_id);
-        let profile = self
-            .update_profile(&key, now, |profile| apply_update(profile, &checked, now))
-            .await?;
+        let (profile, ()) = self
+            .update_profile(&key, now, |profile| {
+                apply_update(profile, &checked, now);
+                Some(())
+            })
+            .await?
+            .expect("an upsert always writes");
         self.store.sync().await?;
         let reach = assess(&profile, &self.model, now);
         Ok((profile, reach))
@@ -124,39 +128,6 @@ impl<S: Store> Engine<S> {
             ));
         }
         Ok(())
-    }
-
-    /// Reads, changes and compare-and-swaps one contact's profile, retrying
-    /// on conflict. Not yet durable: callers `sync`.
-    pub(crate) async fn update_profile(
-        &self,
-        key: &ContactKey,
-        now: Millis,
-        mut change: impl FnMut(&mut ContactProfile),
-    ) -> Result<ContactProfile> {
-        let _turn = self.locks.lock(key).await;
-        for _ in 0..CAS_ATTEMPTS {
-            let request = LoadRequest {
-                key: key.clone(),
-                markers: Vec::new(),
-            };
-            let snapshot = self.store.load_many(&[request], now).await?.remove(0);
-            let mut profile = match &snapshot.record {
-                Some(record) => decode(key, &record.bytes)?,
-                None => ContactProfile::default(),
-            };
-            change(&mut profile);
-            let op = CommitOp {
-                key: key.clone(),
-                expected: snapshot.version,
-                value: codec::encode_profile(&profile),
-                markers: Vec::new(),
-            };
-            if let [Commit::Applied(_)] = self.store.commit_many(vec![op], now).await?[..] {
-                return Ok(profile);
-            }
-        }
-        Err(Error::Contention(key.contact_id.clone()))
     }
 }
 

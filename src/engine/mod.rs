@@ -3,6 +3,7 @@
 //! questions. gRPC handlers are thin wrappers around this.
 
 mod background;
+mod catalog_cache;
 mod consequences;
 mod contacts;
 mod ingest;
@@ -28,7 +29,7 @@ pub use senders::{HealthReport, SenderReport};
 
 use crate::{
     domain::{
-        ContactProfile, EventLimits, ScoringModel,
+        ContactProfile, EventLimits, Millis, ScoringModel,
         address::{AddressBook, AddressConfig, AddressKey, random_key},
         event::check_id,
         message::LifecycleConfig,
@@ -39,7 +40,9 @@ use crate::{
     },
     error::{Error, Result},
     providers::Providers,
-    storage::{ContactKey, Store, StoreError, Tenant, Version, codec},
+    storage::{
+        Commit, CommitOp, ContactKey, LoadRequest, Store, StoreError, Tenant, Version, codec,
+    },
 };
 
 /// How many times a write re-reads and retries after a compare-and-swap conflict.
@@ -147,6 +150,45 @@ impl<S: Store> Engine<S> {
             Some(record) => Ok(Some((record.version, decode(&key, &record.bytes)?))),
             None => Ok(None),
         }
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// Reads one contact's profile (empty if none is stored), lets `change`
+    /// update it, and compare-and-swaps it back, retrying on conflict.
+    /// `change` returning `None` writes nothing. Not yet durable: callers
+    /// `sync`. Returns the profile written and what `change` returned.
+    pub(crate) async fn update_profile<R>(
+        &self,
+        key: &ContactKey,
+        now: Millis,
+        mut change: impl FnMut(&mut ContactProfile) -> Option<R>,
+    ) -> Result<Option<(ContactProfile, R)>> {
+        let _turn = self.locks.lock(key).await;
+        for _ in 0..CAS_ATTEMPTS {
+            let request = LoadRequest {
+                key: key.clone(),
+                markers: Vec::new(),
+            };
+            let snapshot = self.store.load_many(&[request], now).await?.remove(0);
+            let mut profile = match &snapshot.record {
+                Some(record) => decode(key, &record.bytes)?,
+                None => ContactProfile::default(),
+            };
+            let Some(result) = change(&mut profile) else {
+                return Ok(None);
+            };
+            let op = CommitOp {
+                key: key.clone(),
+                expected: snapshot.version,
+                value: codec::encode_profile(&profile),
+                markers: Vec::new(),
+            };
+            if let [Commit::Applied(_)] = self.store.commit_many(vec![op], now).await?[..] {
+                return Ok(Some((profile, result)));
+            }
+        }
+        Err(Error::Contention(key.contact_id.clone()))
     }
 }
 

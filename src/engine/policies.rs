@@ -2,28 +2,26 @@
 //! tenant, over the configuration's `[policies]`), and the decision that
 //! applies them: sender gate, urgency, quiet hours, then the policy's choice.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::{Arc, RwLock},
-};
+use std::collections::BTreeMap;
 
 use crate::{
     domain::{
         BestChannel, Channel, ContactProfile, InvalidField, Millis, Reachability,
         address::AddressKind,
         policy::{DEFAULT_POLICY, SendPolicy, choose},
-        quiet_hours::{LocalZones, QuietHoursConfig, quiet_until},
+        quiet_hours::{QuietHoursConfig, ZoneBook, quiet_until},
         scoring::{apply_urgency, assess},
     },
-    engine::Engine,
-    error::{Error, Result},
-    storage::{Catalog, Store, StoreError, Tenant},
+    engine::{
+        Engine,
+        catalog_cache::{CatalogCache, Entries},
+    },
+    error::Result,
+    storage::{Catalog, Store, Tenant},
 };
 
 /// Longest accepted campaign type.
 pub const MAX_POLICY_NAME_BYTES: usize = 64;
-
-type TenantPolicies = Arc<BTreeMap<String, SendPolicy>>;
 
 /// Where a policy in force comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,17 +34,17 @@ pub enum PolicySource {
 pub struct Policies {
     config: BTreeMap<String, SendPolicy>,
     quiet_hours: QuietHoursConfig,
-    cache: RwLock<HashMap<Tenant, TenantPolicies>>,
-    writes: tokio::sync::Mutex<()>,
+    zones: ZoneBook,
+    cache: CatalogCache<SendPolicy>,
 }
 
 impl Policies {
     pub fn new(config: BTreeMap<String, SendPolicy>, quiet_hours: QuietHoursConfig) -> Self {
         Policies {
             config,
+            zones: ZoneBook::new(&quiet_hours.default_time_zone),
             quiet_hours,
-            cache: RwLock::new(HashMap::new()),
-            writes: tokio::sync::Mutex::new(()),
+            cache: CatalogCache::new(Catalog::SendPolicies),
         }
     }
 }
@@ -83,34 +81,13 @@ pub fn check_policy_name(field: &str, name: &str) -> Result<(), InvalidField> {
 }
 
 impl<S: Store> Engine<S> {
-    async fn tenant_policies(&self, tenant: &Tenant) -> Result<TenantPolicies> {
-        if let Some(p) = self
-            .policies
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(tenant)
-        {
-            return Ok(p.clone());
-        }
-        let mut map = BTreeMap::new();
-        for (name, bytes) in self
-            .store
-            .list_entries(Catalog::SendPolicies, tenant)
-            .await?
-        {
-            let policy: SendPolicy = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::Store(StoreError::Internal(format!("send policy {name:?}: {e}")))
-            })?;
-            map.insert(name, policy);
-        }
-        let map = Arc::new(map);
+    async fn tenant_policies(&self, tenant: &Tenant) -> Result<Entries<SendPolicy>> {
+        // JSON, so that fields added later read as their defaults.
+        let decode = |bytes: &[u8]| serde_json::from_slice(bytes).map_err(|e| e.to_string());
         self.policies
             .cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(tenant.clone(), map.clone());
-        Ok(map)
+            .entries(self.store.as_ref(), tenant, decode)
+            .await
     }
 
     /// Replaces the tenant's policy of `name`, durably.
@@ -124,20 +101,20 @@ impl<S: Store> Engine<S> {
         policy
             .validate()
             .map_err(|e| InvalidField::new("policy", e))?;
-        let _turn = self.policies.writes.lock().await;
+        let _turn = self.policies.cache.writes.lock().await;
         let current = self.tenant_policies(tenant).await?;
         let bytes = serde_json::to_vec(&policy).expect("policy serializes");
-        self.store
-            .put_entry(Catalog::SendPolicies, tenant, name, &bytes)
-            .await?;
-        self.store.sync().await?;
-        let mut updated = (*current).clone();
-        updated.insert(name.to_string(), policy.clone());
         self.policies
             .cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(tenant.clone(), Arc::new(updated));
+            .put(
+                self.store.as_ref(),
+                tenant,
+                &current,
+                name,
+                policy.clone(),
+                &bytes,
+            )
+            .await?;
         Ok(policy)
     }
 
@@ -285,14 +262,14 @@ impl<S: Store> Engine<S> {
                 .or(any_phone_region)
                 .or(a.last_route.as_ref().map(|r| r.country.as_str()))
                 .unwrap_or("");
-            let zones = LocalZones::of(
-                &profile.contact.time_zone,
-                region,
-                &defaults.default_time_zone,
-            );
+            let zones = self
+                .policies
+                .zones
+                .zones(&profile.contact.time_zone, region);
             if let Some(until) = quiet_until(window, &zones, now) {
                 a.quiet_until = Some(until);
-                a.quiet_reason = format!("{} quiet hours {window} in {}", a.channel, zones.source);
+                a.quiet_reason =
+                    format!("{} quiet hours {window} in {}", a.channel, zones.describe());
             }
         }
     }

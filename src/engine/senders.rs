@@ -3,10 +3,7 @@
 //! gated GetBestChannel. Health is judged from the per-sender minute cells
 //! the statistics keep, like route health.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, RwLock},
-};
+use std::{collections::HashMap, sync::Mutex};
 
 use crate::{
     domain::{
@@ -16,15 +13,17 @@ use crate::{
         sender_health::{ComplianceRate, SenderHealthConfig, judge},
         stats::Dims,
     },
-    engine::{Engine, stats::StatsAggregator},
+    engine::{
+        Engine,
+        catalog_cache::{CatalogCache, Entries},
+        stats::StatsAggregator,
+    },
     error::{Error, Result},
     storage::{Catalog, Granularity, Store, Tenant},
 };
 
 /// Longest accepted sender id.
 pub const MAX_SENDER_ID_BYTES: usize = 128;
-
-type TenantSenders = Arc<BTreeMap<String, Sender>>;
 
 #[derive(Clone, Debug, Default)]
 struct AlertState {
@@ -53,9 +52,7 @@ pub struct SenderReport {
 
 pub struct Senders {
     config: SenderHealthConfig,
-    cache: RwLock<HashMap<Tenant, TenantSenders>>,
-    /// Registrations of one process take turns (they are rare).
-    writes: tokio::sync::Mutex<()>,
+    cache: CatalogCache<Sender>,
     alerts: Mutex<HashMap<(Tenant, Dims), AlertState>>,
 }
 
@@ -63,8 +60,7 @@ impl Senders {
     pub fn new(config: SenderHealthConfig) -> Self {
         Senders {
             config,
-            cache: RwLock::new(HashMap::new()),
-            writes: tokio::sync::Mutex::new(()),
+            cache: CatalogCache::new(Catalog::Senders),
             alerts: Mutex::new(HashMap::new()),
         }
     }
@@ -173,29 +169,11 @@ impl Senders {
 
 impl<S: Store> Engine<S> {
     /// The tenant's senders, from the cache or the store.
-    pub(crate) async fn tenant_senders(&self, tenant: &Tenant) -> Result<TenantSenders> {
-        if let Some(senders) = self
-            .senders
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(tenant)
-        {
-            return Ok(senders.clone());
-        }
-        let mut map = BTreeMap::new();
-        for (id, bytes) in self.store.list_entries(Catalog::Senders, tenant).await? {
-            let sender = Sender::decode(&bytes)
-                .map_err(|e| Error::Store(crate::storage::StoreError::Internal(e)))?;
-            map.insert(id, sender);
-        }
-        let map = Arc::new(map);
+    pub(crate) async fn tenant_senders(&self, tenant: &Tenant) -> Result<Entries<Sender>> {
         self.senders
             .cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(tenant.clone(), map.clone());
-        Ok(map)
+            .entries(self.store.as_ref(), tenant, Sender::decode)
+            .await
     }
 
     /// Registers or updates a sender, durably.
@@ -215,26 +193,22 @@ impl<S: Store> Engine<S> {
                 .into());
             }
         }
-        let _turn = self.senders.writes.lock().await;
+        let _turn = self.senders.cache.writes.lock().await;
         let current = self.tenant_senders(tenant).await?;
         let existing = current.get(&registration.sender_id).cloned();
         let sender = Sender::register(existing, registration, now)?;
-        self.store
-            .put_entry(
-                Catalog::Senders,
-                tenant,
-                &sender.sender_id,
-                &sender.encode(),
-            )
-            .await?;
-        self.store.sync().await?;
-        let mut updated = (*current).clone();
-        updated.insert(sender.sender_id.clone(), sender.clone());
+        let (id, bytes) = (sender.sender_id.clone(), sender.encode());
         self.senders
             .cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(tenant.clone(), Arc::new(updated));
+            .put(
+                self.store.as_ref(),
+                tenant,
+                &current,
+                &id,
+                sender.clone(),
+                &bytes,
+            )
+            .await?;
         self.judge_senders().await?;
         Ok(self
             .senders

@@ -3,10 +3,10 @@
 //! same profile as one that ran on time.
 
 use crate::{
-    domain::{ContactProfile, Millis, Status},
-    engine::{CAS_ATTEMPTS, Engine, decode},
-    error::{Error, Result},
-    storage::{Commit, CommitOp, ContactKey, Deadline, LoadRequest, Store, Tenant, codec},
+    domain::{Millis, Status},
+    engine::Engine,
+    error::Result,
+    storage::{ContactKey, Deadline, Store, Tenant},
 };
 
 /// Deadlines handled per sweep pass.
@@ -46,41 +46,25 @@ impl<S: Store> Engine<S> {
             return Ok(false);
         };
         let key = ContactKey::new(&tenant, &deadline.contact_id);
-        let _turn = self.locks.lock(&key).await;
-        for _ in 0..CAS_ATTEMPTS {
-            let request = LoadRequest {
-                key: key.clone(),
-                markers: Vec::new(),
-            };
-            let snapshot = self.store.load_many(&[request], now).await?.remove(0);
-            let Some(record) = &snapshot.record else {
-                return Ok(false);
-            };
-            let mut profile: ContactProfile = decode(&key, &record.bytes)?;
-            let Some(expired) = profile.expire_message(&deadline.message_id, now, &self.model)
-            else {
-                return Ok(false);
-            };
-            let op = CommitOp {
-                key: key.clone(),
-                expected: snapshot.version,
-                value: codec::encode_profile(&profile),
-                markers: Vec::new(),
-            };
-            if let [Commit::Applied(_)] = self.store.commit_many(vec![op], now).await?[..] {
-                let mut dims = deadline.dims.clone();
-                dims.channel = Some(expired.channel);
-                self.stats.record(
-                    &tenant,
-                    expired.deadline,
-                    &dims,
-                    Status::Unconfirmed,
-                    1,
-                    None,
-                );
-                return Ok(true);
-            }
-        }
-        Err(Error::Contention(key.contact_id))
+        // A contact erased since the send has no record: nothing to expire.
+        let expired = self
+            .update_profile(&key, now, |profile| {
+                profile.expire_message(&deadline.message_id, now, &self.model)
+            })
+            .await?;
+        let Some((_, expired)) = expired else {
+            return Ok(false);
+        };
+        let mut dims = deadline.dims.clone();
+        dims.channel = Some(expired.channel);
+        self.stats.record(
+            &tenant,
+            expired.deadline,
+            &dims,
+            Status::Unconfirmed,
+            1,
+            None,
+        );
+        Ok(true)
     }
 }
