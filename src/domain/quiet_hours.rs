@@ -225,26 +225,27 @@ fn distinct_clocks(zones: Vec<TimeZone>) -> Vec<TimeZone> {
     kept
 }
 
-/// Where a contact's local time comes from.
+/// Where a contact's local time comes from (borrowed: this is built on
+/// every GetBestChannel and only described when quiet hours are on).
 #[derive(Clone, Debug)]
-enum ZoneSource {
-    Contact(String),
+enum ZoneSource<'a> {
+    Contact(&'a str),
     Country {
-        region: String,
+        region: &'a str,
         count: usize,
         first: &'static str,
     },
-    Default(String),
+    Default(&'a str),
 }
 
 /// The zones of a contact's local time and where they come from.
 #[derive(Clone, Debug)]
-pub struct LocalZones {
+pub struct LocalZones<'a> {
     zones: Arc<[TimeZone]>,
-    source: ZoneSource,
+    source: ZoneSource<'a>,
 }
 
-impl LocalZones {
+impl LocalZones<'_> {
     /// In words, for explanations: "time zone America/New_York", "all 29
     /// time zones of the number's country US", "default time zone UTC".
     pub fn describe(&self) -> String {
@@ -290,23 +291,26 @@ impl ZoneBook {
 
     /// The contact's zone if known, else its phone region's zones, else the
     /// default zone.
-    pub fn zones(&self, time_zone: &str, region: &str) -> LocalZones {
+    pub fn zones<'a>(&'a self, time_zone: &'a str, region: &'a str) -> LocalZones<'a> {
         if !time_zone.is_empty()
             && let Some(zones) = self.named(time_zone)
         {
             return LocalZones {
                 zones,
-                source: ZoneSource::Contact(time_zone.to_string()),
+                source: ZoneSource::Contact(time_zone),
             };
         }
-        if region.len() == 2 {
-            let upper = region.to_ascii_uppercase();
-            if let Some((zones, count, first)) = country_zones().get(upper.as_str()) {
+        if let [a, b] = region.as_bytes() {
+            let upper = [a.to_ascii_uppercase(), b.to_ascii_uppercase()];
+            let found = std::str::from_utf8(&upper)
+                .ok()
+                .and_then(|cc| country_zones().get(cc));
+            if let Some((zones, count, first)) = found {
                 return LocalZones {
                     zones: zones.clone(),
                     source: ZoneSource::Country {
                         count: *count,
-                        region: upper,
+                        region,
                         first,
                     },
                 };
@@ -314,7 +318,7 @@ impl ZoneBook {
         }
         LocalZones {
             zones: self.default.clone(),
-            source: ZoneSource::Default(self.default_name.clone()),
+            source: ZoneSource::Default(&self.default_name),
         }
     }
 
@@ -397,7 +401,8 @@ mod tests {
 
     #[test]
     fn a_contact_zone_is_used_across_midnight_and_dst() {
-        let ny = ZoneBook::new("UTC").zones("America/New_York", "");
+        let book = ZoneBook::new("UTC");
+        let ny = book.zones("America/New_York", "");
         // 22:30 EST on 7 March: wait for 08:00 the next morning, which is
         // already daylight time (EDT, UTC-4) on 8 March.
         assert_eq!(
