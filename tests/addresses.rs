@@ -401,3 +401,45 @@ async fn addresses_are_stored_as_keyed_hashes_unless_plaintext_is_configured() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn addresses_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("reach.log");
+    let env = [
+        ("RUST_LOG", "reach=trace,info"),
+        ("REACH_LOG_FORMAT", "json"),
+    ];
+    let server = ProcessServer::start_logging_to(&dir.path().join("data"), &env, &log).await;
+    let mut client = server.client().await;
+    let now = now_ms();
+    let e = event("e1", "lena", Channel::Sms, Status::Delivered, now);
+    record(&mut client, to(e, "+447911123456")).await;
+    upsert(
+        &mut client,
+        proto::UpsertContactRequest {
+            contact_id: "lena".into(),
+            addresses: vec![address(Channel::Email, "lena.private@example.com", "")],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Refusals name the field and the reason, not the address.
+    let bad = event("e2", "lena", Channel::Email, Status::Sent, now);
+    let status = client
+        .record_event(request(to(bad, "lena.secret@@example.com")))
+        .await
+        .unwrap_err();
+    assert!(!status.message().contains("lena.secret"), "{status:?}");
+    best(&mut client, "lena", &[]).await;
+    assert!(server.terminate().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("invalid argument") && text.contains("event.address"),
+        "the refusal is logged, with its call's span: {text}"
+    );
+    for secret in ["7911123456", "lena.private", "lena.secret"] {
+        assert!(!text.contains(secret), "{secret} is in the log");
+    }
+}

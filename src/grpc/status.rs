@@ -8,11 +8,16 @@ use crate::{error::Error, storage::StoreError};
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
         match error {
-            Error::InvalidArgument(field) => Status::with_error_details(
-                Code::InvalidArgument,
-                field.to_string(),
-                ErrorDetails::with_bad_request_violation(field.field, field.reason),
-            ),
+            Error::InvalidArgument(field) => {
+                // Reasons name the field and the rule, never the value: an
+                // address in a refused event must not reach the log.
+                tracing::debug!(field = %field.field, reason = %field.reason, "invalid argument");
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    field.to_string(),
+                    ErrorDetails::with_bad_request_violation(field.field, field.reason),
+                )
+            }
             Error::NotFound(what) => Status::not_found(format!("{what} not found")),
             e @ Error::Contention(_) => Status::aborted(e.to_string()),
             e @ Error::NotReady => Status::unavailable(e.to_string()),

@@ -155,6 +155,16 @@ impl ProcessServer {
     }
 
     pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(data_dir, env, Stdio::inherit()).await
+    }
+
+    /// Starts with the server's log (stderr) going to `log`.
+    pub async fn start_logging_to(data_dir: &Path, env: &[(&str, &str)], log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("log file");
+        Self::spawn(data_dir, env, Stdio::from(file)).await
+    }
+
+    async fn spawn(data_dir: &Path, env: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_reach"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -162,7 +172,7 @@ impl ProcessServer {
             .env("REACH_ADMIN_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn reach");
         let stdout = child.stdout.take().unwrap();
