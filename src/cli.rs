@@ -31,6 +31,49 @@ enum Command {
     /// Load harness and data generator (see docs/performance.md).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Replay a simulated population through a fresh server and score its
+    /// predictions against the hidden truth (see docs/evaluation.md).
+    Eval(EvalArgs),
+    /// Write a simulated population's events as JSON lines of
+    /// RecordEventRequest (grpcurl's format), and its hidden truth.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    #[arg(long, default_value_t = 100_000)]
+    contacts: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Mean messages per contact over the 120 simulated days.
+    #[arg(long, default_value_t = 12.0)]
+    messages_per_contact: f64,
+    /// Contacts replayed at once.
+    #[arg(long, default_value_t = 64)]
+    workers: usize,
+    /// A reach config file for the server under evaluation (model parameters).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the server's temporary store goes.
+    #[arg(long, default_value = "./reach-eval")]
+    work_dir: PathBuf,
+    /// Also write the markdown report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct SimulateArgs {
+    #[arg(long, default_value_t = 1_000)]
+    contacts: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The events, one RecordEventRequest per line.
+    #[arg(long)]
+    out: PathBuf,
+    /// The hidden truth: one line per message with its true outcome.
+    #[arg(long)]
+    truth: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -54,6 +97,8 @@ impl Cli {
         match self.command {
             Command::Serve(args) => serve(args),
             Command::Bench(command) => bench(command),
+            Command::Eval(args) => eval(args),
+            Command::Simulate(args) => simulate(args),
         }
     }
 }
@@ -100,6 +145,34 @@ fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
 fn bench(command: crate::bench::BenchCommand) -> ExitCode {
     telemetry::init(crate::config::LogFormat::Plain);
     block_on(crate::bench::main(command))
+}
+
+fn eval(args: EvalArgs) -> ExitCode {
+    telemetry::init(crate::config::LogFormat::Plain);
+    block_on(async move {
+        let spec = crate::sim::eval::EvalSpec {
+            contacts: args.contacts,
+            seed: args.seed,
+            messages_per_contact: args.messages_per_contact,
+            workers: args.workers,
+            config: args.config,
+            work_dir: args.work_dir,
+        };
+        std::fs::create_dir_all(&spec.work_dir)?;
+        let figures = crate::sim::eval::run(&spec).await?;
+        let report = crate::sim::eval::render(&spec, &figures);
+        print!("{report}");
+        if let Some(path) = args.report {
+            std::fs::write(&path, &report)?;
+        }
+        Ok(())
+    })
+}
+
+fn simulate(args: SimulateArgs) -> ExitCode {
+    block_on(async move {
+        crate::sim::export::write(args.contacts, args.seed, &args.out, args.truth.as_deref())
+    })
 }
 
 async fn run_server(config: Config) -> anyhow::Result<()> {

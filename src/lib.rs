@@ -26,5 +26,6 @@ pub mod error;
 pub mod grpc;
 pub mod providers;
 pub mod server;
+pub mod sim;
 pub mod storage;
 pub mod telemetry;

@@ -21,13 +21,13 @@ async fn an_unknown_contact_gets_priors_with_zero_confidence() {
             c.reasons
         );
     }
-    assert_eq!(channel_score(&r, Channel::Sms).score, 0.90);
-    assert_eq!(channel_score(&r, Channel::Email).score, 0.85);
+    assert_eq!(channel_score(&r, Channel::Sms).score, 0.88);
+    assert_eq!(channel_score(&r, Channel::Email).score, 0.86);
     assert!(
         !channel_score(&r, Channel::Push).eligible,
         "no push permission on record"
     );
-    let expected_overall = 1.0 - (1.0 - 0.90) * (1.0 - 0.85) * (1.0 - 0.60);
+    let expected_overall = 1.0 - (1.0 - 0.88) * (1.0 - 0.86) * (1.0 - 0.68);
     assert!((r.overall_score - expected_overall).abs() < 1e-12);
     let b = best(&mut client, "nobody", &[]).await;
     assert_eq!(b.channel, Channel::Sms as i32);
@@ -372,10 +372,10 @@ async fn soft_and_silent_failures_weigh_less_than_hard_ones() {
     let silent = score(&reachability(&mut client, "silent", Some(t)).await);
     let hard = score(&reachability(&mut client, "hard", Some(t)).await);
     assert!(soft > silent && silent > hard, "{soft} {silent} {hard}");
-    // The posterior with the documented defaults: prior 0.85 x 2, weights 0.25 / 0.5 / 1.
-    assert!((soft - 1.7 / 2.25).abs() < 1e-12);
-    assert!((silent - 1.7 / 2.5).abs() < 1e-12);
-    assert!((hard - 1.7 / 3.0).abs() < 1e-12);
+    // The posterior with the documented defaults: prior 0.86 x 2, weights 1 / 1.25 / 2.
+    assert!((soft - 1.72 / 3.0).abs() < 1e-12);
+    assert!((silent - 1.72 / 3.25).abs() < 1e-12);
+    assert!((hard - 1.72 / 4.0).abs() < 1e-12);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -557,7 +557,7 @@ async fn old_evidence_fades_with_the_half_life() {
         Channel::Sms,
     );
     assert!(
-        fresh.score < 0.7 && (faded.score - 0.9).abs() < 0.01,
+        fresh.score < 0.7 && (faded.score - 0.88).abs() < 0.01,
         "{} {}",
         fresh.score,
         faded.score
@@ -592,7 +592,7 @@ async fn ranking_uses_channel_weights_then_the_configured_order() {
             Channel::Push as i32
         ]
     );
-    assert_eq!(b.ranked[2].weighted_score, 0.45);
+    assert_eq!(b.ranked[2].weighted_score, 0.44);
     let only = best(&mut client, "ola", &[Channel::Email, Channel::Sms]).await;
     assert_eq!(only.channel, Channel::Email as i32);
     assert_eq!(only.ranked.len(), 2);

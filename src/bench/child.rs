@@ -24,12 +24,18 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// `reach serve` on `data_dir`, with an ephemeral port.
     pub async fn reach(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::reach_with(data_dir, None).await
+    }
+
+    /// `reach serve` on `data_dir` with a config file, if given.
+    pub async fn reach_with(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Self> {
         let dir = data_dir.to_str().context("data dir is not UTF-8")?;
-        Self::spawn(
-            &["serve", "--listen", "127.0.0.1:0", "--data-dir", dir],
-            true,
-        )
-        .await
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", dir];
+        if let Some(config) = config {
+            args.push("--config");
+            args.push(config.to_str().context("config path is not UTF-8")?);
+        }
+        Self::spawn(&args, true).await
     }
 
     /// The echo baseline server.

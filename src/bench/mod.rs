@@ -8,7 +8,7 @@
 //! ```
 
 mod baseline;
-mod child;
+pub mod child;
 mod echo;
 mod load;
 mod preload;

@@ -70,10 +70,14 @@ impl ChannelModel {
 impl Default for ScoringModel {
     fn default() -> Self {
         ScoringModel {
-            half_life: Duration::from_secs(30 * 24 * 3600),
-            hard_fail_weight: 1.0,
-            soft_fail_weight: 0.25,
-            unconfirmed_weight: 0.5,
+            // Fitted with `reach eval` on the default simulated scenario
+            // (docs/evaluation.md): failures of any kind are stronger
+            // evidence than the first defaults assumed, and history stays
+            // informative for about two months.
+            half_life: Duration::from_secs(60 * 24 * 3600),
+            hard_fail_weight: 2.0,
+            soft_fail_weight: 1.0,
+            unconfirmed_weight: 1.25,
             suppress_after_hard_fails: 3,
             soft_fails_per_hard_fail: 5,
             confidence_half_evidence: 3.0,
@@ -82,10 +86,10 @@ impl Default for ScoringModel {
             push_requires_permission: true,
             urgent_degraded_factor: 0.25,
             channel_order: vec![Channel::Push, Channel::Email, Channel::Sms, Channel::Voice],
-            sms: ChannelModel::new(0.90),
-            email: ChannelModel::new(0.85),
-            push: ChannelModel::new(0.70),
-            voice: ChannelModel::new(0.60),
+            sms: ChannelModel::new(0.88),
+            email: ChannelModel::new(0.86),
+            push: ChannelModel::new(0.78),
+            voice: ChannelModel::new(0.68),
         }
     }
 }

@@ -121,7 +121,8 @@ pub struct QuietHoursConfig {
     pub email: QuietWindow,
     pub push: QuietWindow,
     /// IANA zone used when neither the contact's zone nor its phone
-    /// number's country is known.
+    /// number's country is known. Empty (the default): quiet hours are not
+    /// applied to such contacts, rather than guessed.
     pub default_time_zone: String,
 }
 
@@ -136,7 +137,7 @@ impl Default for QuietHoursConfig {
             voice: evening_to_morning,
             email: QuietWindow::NONE,
             push: QuietWindow::NONE,
-            default_time_zone: "UTC".into(),
+            default_time_zone: String::new(),
         }
     }
 }
@@ -152,6 +153,9 @@ impl QuietHoursConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if self.default_time_zone.is_empty() {
+            return Ok(());
+        }
         TimeZone::get(&self.default_time_zone)
             .map(drop)
             .map_err(|e| format!("quiet_hours.default_time_zone: {e}"))
@@ -272,7 +276,7 @@ impl LocalZones<'_> {
 #[derive(Debug)]
 pub struct ZoneBook {
     default_name: String,
-    default: Arc<[TimeZone]>,
+    default: Option<Arc<[TimeZone]>>,
     named: RwLock<HashMap<String, Arc<[TimeZone]>>>,
 }
 
@@ -284,21 +288,24 @@ impl ZoneBook {
     pub fn new(default_time_zone: &str) -> Self {
         ZoneBook {
             default_name: default_time_zone.to_string(),
-            default: [TimeZone::get(default_time_zone).unwrap_or(TimeZone::UTC)].into(),
+            default: TimeZone::get(default_time_zone)
+                .ok()
+                .filter(|_| !default_time_zone.is_empty())
+                .map(|tz| [tz].into()),
             named: RwLock::new(HashMap::new()),
         }
     }
 
     /// The contact's zone if known, else its phone region's zones, else the
-    /// default zone.
-    pub fn zones<'a>(&'a self, time_zone: &'a str, region: &'a str) -> LocalZones<'a> {
+    /// default zone; `None` if there is none.
+    pub fn zones<'a>(&'a self, time_zone: &'a str, region: &'a str) -> Option<LocalZones<'a>> {
         if !time_zone.is_empty()
             && let Some(zones) = self.named(time_zone)
         {
-            return LocalZones {
+            return Some(LocalZones {
                 zones,
                 source: ZoneSource::Contact(time_zone),
-            };
+            });
         }
         if let [a, b] = region.as_bytes() {
             let upper = [a.to_ascii_uppercase(), b.to_ascii_uppercase()];
@@ -306,20 +313,20 @@ impl ZoneBook {
                 .ok()
                 .and_then(|cc| country_zones().get(cc));
             if let Some((zones, count, first)) = found {
-                return LocalZones {
+                return Some(LocalZones {
                     zones: zones.clone(),
                     source: ZoneSource::Country {
                         count: *count,
                         region,
                         first,
                     },
-                };
+                });
             }
         }
-        LocalZones {
-            zones: self.default.clone(),
+        Some(LocalZones {
+            zones: self.default.clone()?,
             source: ZoneSource::Default(&self.default_name),
-        }
+        })
     }
 
     fn named(&self, name: &str) -> Option<Arc<[TimeZone]>> {
@@ -402,7 +409,7 @@ mod tests {
     #[test]
     fn a_contact_zone_is_used_across_midnight_and_dst() {
         let book = ZoneBook::new("UTC");
-        let ny = book.zones("America/New_York", "");
+        let ny = book.zones("America/New_York", "").unwrap();
         // 22:30 EST on 7 March: wait for 08:00 the next morning, which is
         // already daylight time (EDT, UTC-4) on 8 March.
         assert_eq!(
@@ -416,7 +423,7 @@ mod tests {
     #[test]
     fn a_country_with_several_zones_waits_for_all_of_them() {
         let book = ZoneBook::new("UTC");
-        let us = book.zones("", "US");
+        let us = book.zones("", "US").unwrap();
         assert!(
             us.describe().contains("all 29 time zones"),
             "{}",
@@ -430,11 +437,15 @@ mod tests {
         // 14:00 UTC in January: 09:00 in New York but 04:00 in Honolulu.
         let until = quiet_until(sms(), &us, at("2026-01-15T14:00:00Z")).unwrap();
         assert_eq!(until, at("2026-01-15T18:00:00Z"), "08:00 in Honolulu");
-        let gb = book.zones("", "gb");
+        let gb = book.zones("", "gb").unwrap();
         assert_eq!(gb.zones.len(), 1);
         assert_eq!(
-            book.zones("Mars/Base", "").describe(),
+            book.zones("Mars/Base", "").unwrap().describe(),
             "default time zone UTC"
+        );
+        assert!(
+            ZoneBook::new("").zones("", "").is_none(),
+            "unknown: not guessed"
         );
     }
 

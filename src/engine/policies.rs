@@ -262,10 +262,14 @@ impl<S: Store> Engine<S> {
                 .or(any_phone_region)
                 .or(a.last_route.as_ref().map(|r| r.country.as_str()))
                 .unwrap_or("");
-            let zones = self
+            // Local time unknown and no default zone: not guessed.
+            let Some(zones) = self
                 .policies
                 .zones
-                .zones(&profile.contact.time_zone, region);
+                .zones(&profile.contact.time_zone, region)
+            else {
+                continue;
+            };
             if let Some(until) = quiet_until(window, &zones, now) {
                 a.quiet_until = Some(until);
                 a.quiet_reason =

@@ -9,5 +9,5 @@ mod senders;
 mod service;
 mod status;
 
-pub use convert::{millis_from, timestamp};
+pub use convert::{millis_from, status_to as status_to_proto, timestamp};
 pub use service::ReachabilityApi;
