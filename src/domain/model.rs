@@ -46,25 +46,82 @@ pub struct ScoringModel {
 }
 
 /// Per-channel prior and ranking weight.
+///
+/// The prior is a Beta distribution over the address's delivery rate, or,
+/// with `bad_share > 0`, a mixture of two: most addresses work (`prior_mean`,
+/// `prior_strength`) and a share does not (`bad_mean`, `bad_strength`). A
+/// list of addresses is like that, and one Beta cannot say "probably one of
+/// the good ones" after a single failure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelModel {
-    /// Delivery probability assumed with no history: the Beta prior's mean.
+    /// Mean delivery rate of working addresses (the whole prior's mean if
+    /// `bad_share` is 0).
     pub prior_mean: f64,
-    /// How many outcomes the prior is worth: the Beta prior's alpha + beta.
+    /// How many outcomes that prior is worth: its alpha + beta.
     pub prior_strength: f64,
     /// Multiplier on the score for ranking (e.g. below 1 for a costly channel).
     pub weight: f64,
+    /// Share of addresses that barely work, before any evidence (0: one Beta prior).
+    #[serde(default)]
+    pub bad_share: f64,
+    /// Their mean delivery rate.
+    #[serde(default = "default_bad_mean")]
+    pub bad_mean: f64,
+    /// How many outcomes their prior is worth.
+    #[serde(default = "default_bad_strength")]
+    pub bad_strength: f64,
+}
+
+fn default_bad_mean() -> f64 {
+    0.15
+}
+
+fn default_bad_strength() -> f64 {
+    2.0
 }
 
 impl ChannelModel {
-    fn new(prior_mean: f64) -> Self {
+    fn new(prior_mean: f64, prior_strength: f64, bad_share: f64) -> Self {
         ChannelModel {
             prior_mean,
-            prior_strength: 2.0,
+            prior_strength,
             weight: 1.0,
+            bad_share,
+            bad_mean: default_bad_mean(),
+            bad_strength: default_bad_strength(),
         }
     }
+
+    /// The score with no history: the prior's mean.
+    pub fn mean(&self) -> f64 {
+        (1.0 - self.bad_share) * self.prior_mean + self.bad_share * self.bad_mean
+    }
+
+    /// The posterior mean delivery rate after `delivered` successes and
+    /// `failed` (weighted) failures, both decayed and fractional: each
+    /// component's Beta posterior mean, weighted by how well the component
+    /// explains the evidence (its Beta-binomial marginal likelihood).
+    pub fn posterior(&self, delivered: f64, failed: f64) -> f64 {
+        let component = |mean: f64, strength: f64| {
+            let (a, b) = (mean * strength, (1.0 - mean) * strength);
+            let posterior = (a + delivered) / (a + b + delivered + failed);
+            let log_likelihood = ln_beta(a + delivered, b + failed) - ln_beta(a, b);
+            (posterior, log_likelihood)
+        };
+        let (good, good_ll) = component(self.prior_mean, self.prior_strength);
+        if self.bad_share <= 0.0 {
+            return good;
+        }
+        let (bad, bad_ll) = component(self.bad_mean, self.bad_strength);
+        let log_odds_bad = self.bad_share.ln() + bad_ll - (1.0 - self.bad_share).ln() - good_ll;
+        let p_good = 1.0 / (1.0 + log_odds_bad.exp());
+        p_good * good + (1.0 - p_good) * bad
+    }
+}
+
+fn ln_beta(a: f64, b: f64) -> f64 {
+    libm::lgamma(a) + libm::lgamma(b) - libm::lgamma(a + b)
 }
 
 impl Default for ScoringModel {
@@ -86,10 +143,10 @@ impl Default for ScoringModel {
             push_requires_permission: true,
             urgent_degraded_factor: 0.25,
             channel_order: vec![Channel::Push, Channel::Email, Channel::Sms, Channel::Voice],
-            sms: ChannelModel::new(0.88),
-            email: ChannelModel::new(0.86),
-            push: ChannelModel::new(0.78),
-            voice: ChannelModel::new(0.68),
+            sms: ChannelModel::new(0.88, 2.0, 0.0),
+            email: ChannelModel::new(0.86, 2.0, 0.0),
+            push: ChannelModel::new(0.78, 2.0, 0.0),
+            voice: ChannelModel::new(0.68, 2.0, 0.0),
         }
     }
 }
@@ -153,6 +210,10 @@ impl ScoringModel {
         for channel in Channel::ALL {
             let m = self.channel(channel);
             check_prior(channel.name(), m.prior_mean, m.prior_strength)?;
+            check_prior(channel.name(), m.bad_mean, m.bad_strength)?;
+            if !(0.0..1.0).contains(&m.bad_share) {
+                return Err(format!("scoring.{channel}.bad_share must be in [0, 1)"));
+            }
             if !(m.weight.is_finite() && m.weight >= 0.0) {
                 return Err(format!(
                     "scoring.{channel}.weight must be a finite number >= 0"
@@ -187,6 +248,33 @@ fn check_prior(name: &str, mean: f64, strength: f64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mixture_prior_tells_bad_luck_from_a_bad_address() {
+        let single = ChannelModel::new(0.88, 2.0, 0.0);
+        assert!(
+            (single.posterior(0.0, 1.0) - 1.76 / 3.0).abs() < 1e-12,
+            "one Beta: as before"
+        );
+        let mixture = ChannelModel::new(0.95, 12.0, 0.08);
+        assert!((mixture.mean() - (0.92 * 0.95 + 0.08 * 0.15)).abs() < 1e-12);
+        assert!((mixture.posterior(0.0, 0.0) - mixture.mean()).abs() < 1e-12);
+        // A first failure is as likely a bad address (8% of them, failing
+        // 85% of the time) as a good one's bad luck (5%); three say bad; a
+        // failure among deliveries is bad luck.
+        let one_failure = mixture.posterior(0.0, 1.0);
+        assert!((0.3..0.7).contains(&one_failure), "{one_failure}");
+        assert!(mixture.posterior(0.0, 3.0) < 0.25);
+        assert!(mixture.posterior(3.0, 1.0) > 0.85);
+        // Monotone in the evidence.
+        let mut last = 1.0;
+        for f in 0..10 {
+            let p = mixture.posterior(2.0, f as f64 * 0.5);
+            assert!(p <= last + 1e-12);
+            last = p;
+        }
+        assert!(mixture.posterior(3.0, 1.0) > mixture.posterior(2.0, 1.0));
+    }
 
     #[test]
     fn defaults_are_valid() {

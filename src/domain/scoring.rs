@@ -228,9 +228,7 @@ pub fn assess_channel(
         + model.soft_fail_weight * ev.soft_fails
         + model.unconfirmed_weight * ev.unconfirmed;
     let amount = ev.delivered + failures;
-    let alpha = prior.prior_mean * prior.prior_strength;
-    let beta = (1.0 - prior.prior_mean) * prior.prior_strength;
-    let posterior = (alpha + ev.delivered) / (alpha + beta + amount);
+    let posterior = prior.posterior(ev.delivered, failures);
 
     let (streak, suppressed) = suppression_with(state, &consent, model);
     let no_permission = channel == Channel::Push
@@ -245,7 +243,7 @@ pub fn assess_channel(
         amount,
         failures,
         posterior,
-        prior.prior_mean,
+        prior.mean(),
         model,
     ));
     if let Some(counts) = counts_reason(state) {
