@@ -48,6 +48,10 @@ struct EvalArgs {
     /// Mean messages per contact over the 120 simulated days.
     #[arg(long, default_value_t = 12.0)]
     messages_per_contact: f64,
+    /// Effects of the simulated world to switch off, to measure what each
+    /// costs the model: deaths, degradation, lost-receipts, compliance.
+    #[arg(long, value_delimiter = ',')]
+    without: Vec<String>,
     /// Contacts replayed at once.
     #[arg(long, default_value_t = 64)]
     workers: usize,
@@ -150,7 +154,11 @@ fn bench(command: crate::bench::BenchCommand) -> ExitCode {
 fn eval(args: EvalArgs) -> ExitCode {
     telemetry::init(crate::config::LogFormat::Plain);
     block_on(async move {
+        let effects = crate::sim::population::Effects::default()
+            .without(&args.without)
+            .map_err(anyhow::Error::msg)?;
         let spec = crate::sim::eval::EvalSpec {
+            effects,
             contacts: args.contacts,
             seed: args.seed,
             messages_per_contact: args.messages_per_contact,

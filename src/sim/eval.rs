@@ -33,6 +33,7 @@ pub struct EvalSpec {
     pub contacts: u64,
     pub seed: u64,
     pub messages_per_contact: f64,
+    pub effects: crate::sim::population::Effects,
     pub workers: usize,
     /// A reach config file for the server (model parameters to try).
     pub config: Option<PathBuf>,
@@ -158,6 +159,7 @@ pub async fn run(spec: &EvalSpec) -> anyhow::Result<Figures> {
     let end = Millis((Millis::now().0 / DAY - 1) * DAY);
     let mut scenario = Scenario::new(spec.contacts, spec.seed, end);
     scenario.messages_per_contact = spec.messages_per_contact;
+    scenario.effects = spec.effects;
     let scenario = Arc::new(scenario);
     let average = Arc::new(CampaignAverage::build(&scenario));
     let data_dir = spec
@@ -328,6 +330,19 @@ fn from_proto(value: i32) -> Option<Channel> {
 /// The report in markdown.
 pub fn render(spec: &EvalSpec, f: &Figures) -> String {
     let mut out = String::new();
+    let off: Vec<&str> = [
+        ("deaths", spec.effects.deaths),
+        ("degradation", spec.effects.degradation),
+        ("lost-receipts", spec.effects.lost_receipts),
+        ("compliance", spec.effects.compliance),
+    ]
+    .into_iter()
+    .filter(|(_, on)| !on)
+    .map(|(name, _)| name)
+    .collect();
+    if !off.is_empty() {
+        out += &format!("Effects switched off: {}\n\n", off.join(", "));
+    }
     let config = spec
         .config
         .as_ref()

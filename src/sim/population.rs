@@ -32,6 +32,50 @@ pub struct Scenario {
     pub days: i64,
     /// Mean messages per contact over the period.
     pub messages_per_contact: f64,
+    pub effects: Effects,
+}
+
+/// The world's effects, each of which can be switched off to measure what
+/// it costs the model. Switching one off draws the same random numbers, so
+/// the populations compared are otherwise identical.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Effects {
+    /// Channels that die mid-period.
+    pub deaths: bool,
+    /// The carrier degradation episode.
+    pub degradation: bool,
+    /// International routes that drop receipts.
+    pub lost_receipts: bool,
+    /// The campaign from an unregistered sender.
+    pub compliance: bool,
+}
+
+impl Default for Effects {
+    fn default() -> Self {
+        Effects {
+            deaths: true,
+            degradation: true,
+            lost_receipts: true,
+            compliance: true,
+        }
+    }
+}
+
+impl Effects {
+    /// Switches off the named effects (`deaths`, `degradation`,
+    /// `lost-receipts`, `compliance`).
+    pub fn without(mut self, names: &[String]) -> Result<Self, String> {
+        for name in names {
+            match name.as_str() {
+                "deaths" => self.deaths = false,
+                "degradation" => self.degradation = false,
+                "lost-receipts" => self.lost_receipts = false,
+                "compliance" => self.compliance = false,
+                other => return Err(format!("unknown effect {other:?}")),
+            }
+        }
+        Ok(self)
+    }
 }
 
 impl Scenario {
@@ -42,6 +86,7 @@ impl Scenario {
             end,
             days: 120,
             messages_per_contact: 12.0,
+            effects: Effects::default(),
         }
     }
 
@@ -116,7 +161,11 @@ impl SimContact {
         } else {
             c.p
         };
-        if channel == Channel::Sms && self.carrier == DEGRADED_CARRIER && degraded(at, scenario) {
+        if channel == Channel::Sms
+            && self.carrier == DEGRADED_CARRIER
+            && scenario.effects.degradation
+            && degraded(at, scenario)
+        {
             p *= DEGRADED_FACTOR;
         }
         p
@@ -179,7 +228,7 @@ pub fn contact(s: &Scenario, i: u64) -> SimContact {
         channels.push(TrueChannel {
             channel,
             p,
-            dies_at: maybe_time(rng, death, s),
+            dies_at: maybe_time(rng, death, s).filter(|_| s.effects.deaths),
             opts_out_at: maybe_time(rng, 0.03, s),
         });
     };
@@ -252,7 +301,10 @@ fn simulate(c: &mut SimContact, rng: &mut Rng, s: &Scenario) {
         let channel = pick_channel(rng, &usable);
         let id = format!("{}-m{k}", c.id);
         let p = c.true_p(channel, at, s);
-        let blocked = channel == Channel::Sms && blocked_window(at, s) && rng.f64() < 0.25;
+        let blocked = channel == Channel::Sms
+            && blocked_window(at, s)
+            && rng.f64() < 0.25
+            && s.effects.compliance;
         let delivered = !blocked && rng.f64() < p;
         let campaign = if channel == Channel::Sms && blocked_window(at, s) {
             BLOCKED_CAMPAIGN
@@ -266,7 +318,10 @@ fn simulate(c: &mut SimContact, rng: &mut Rng, s: &Scenario) {
         let (status, after) = if blocked {
             (Status::BlockedCompliance, rng.i64(1_000..30_000))
         } else if delivered {
-            let receipt_lost = channel == Channel::Sms && c.international && rng.f64() < 0.6;
+            let receipt_lost = channel == Channel::Sms
+                && c.international
+                && rng.f64() < 0.6
+                && s.effects.lost_receipts;
             if receipt_lost {
                 (Status::Unconfirmed, window(channel))
             } else {
@@ -376,6 +431,21 @@ fn poisson(rng: &mut Rng, mean: f64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn switching_an_effect_off_changes_only_that_effect() {
+        let s = Scenario::new(1000, 7, Millis(1_790_000_000_000));
+        let mut calm = s.clone();
+        calm.effects = Effects::default().without(&["deaths".into()]).unwrap();
+        let (a, b) = (contact(&s, 3), contact(&calm, 3));
+        assert_eq!(a.messages.len(), b.messages.len());
+        assert!(b.channels.iter().all(|c| c.dies_at.is_none()));
+        let dead = (0..1000)
+            .filter(|&i| contact(&s, i).channels.iter().any(|c| c.dies_at.is_some()))
+            .count();
+        assert!(dead > 100, "{dead}");
+        assert!(Effects::default().without(&["weather".into()]).is_err());
+    }
 
     #[test]
     fn contacts_are_reproducible_and_plausible() {
