@@ -34,9 +34,21 @@ enum Command {
     /// Replay a simulated population through a fresh server and score its
     /// predictions against the hidden truth (see docs/evaluation.md).
     Eval(EvalArgs),
+    /// Bearer tokens: make one for a tenant, or hash one for the config.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Write a simulated population's events as JSON lines of
     /// RecordEventRequest (grpcurl's format), and its hidden truth.
     Simulate(SimulateArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Print a new random token for TENANT and the `[[auth.tokens]]` entry
+    /// (with the token's hash only) to put in the config.
+    New { tenant: String },
+    /// Read a token on stdin and print its hash for `token_blake3`.
+    Hash,
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +106,10 @@ struct ServeArgs {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Allow serving without authentication on a non-loopback address.
+    /// Without tokens configured reach otherwise refuses to start there.
+    #[arg(long)]
+    insecure: bool,
 }
 
 impl Cli {
@@ -103,6 +119,7 @@ impl Cli {
             Command::Bench(command) => bench(command),
             Command::Eval(args) => eval(args),
             Command::Simulate(args) => simulate(args),
+            Command::Token(command) => token(command),
         }
     }
 }
@@ -123,7 +140,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
+    if let Err(e) = check_exposure(&config, args.insecure) {
+        eprintln!("reach: {e}");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
     telemetry::init(config.log_format);
+    if args.insecure && !config.auth.enabled() {
+        tracing::warn!(listen = %config.listen, "--insecure: serving without authentication; anyone who can reach the port can read and write every contact");
+    }
     block_on(run_server(config))
 }
 
@@ -181,6 +205,43 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     block_on(async move {
         crate::sim::export::write(args.contacts, args.seed, &args.out, args.truth.as_deref())
     })
+}
+
+/// Safe by default: without tokens, only a loopback address, unless the
+/// operator says `--insecure`.
+fn check_exposure(config: &Config, insecure: bool) -> Result<(), String> {
+    if config.auth.enabled() || insecure || config.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to listen on {} without authentication: configure [[auth.tokens]] (see `reach token new`), listen on loopback, or pass --insecure",
+        config.listen
+    ))
+}
+
+fn token(command: TokenCommand) -> ExitCode {
+    match command {
+        TokenCommand::New { tenant } => {
+            if let Err(e) = crate::storage::Tenant::new(&tenant) {
+                eprintln!("reach: {e}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+            let (token, hash) = crate::auth::new_token();
+            println!("token: {token}");
+            println!();
+            println!("[[auth.tokens]]\ntenant = \"{tenant}\"\ntoken_blake3 = \"{hash}\"");
+            ExitCode::SUCCESS
+        }
+        TokenCommand::Hash => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() || line.trim().is_empty() {
+                eprintln!("reach: give the token on stdin");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+            println!("{}", blake3::hash(line.trim().as_bytes()).to_hex());
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 async fn run_server(config: Config) -> anyhow::Result<()> {

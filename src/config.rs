@@ -17,6 +17,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    auth::AuthConfig,
     domain::{
         EventLimits, ScoringModel,
         address::{AddressConfig, AddressKey},
@@ -61,6 +62,7 @@ pub struct Config {
     /// Send policies by campaign type, e.g. `[policies.otp]`; "default"
     /// governs requests without a campaign type.
     pub policies: BTreeMap<String, SendPolicy>,
+    pub auth: AuthConfig,
 }
 
 /// The action outbox (`[actions]`).
@@ -108,6 +110,7 @@ impl Default for Config {
             sender_health: SenderHealthConfig::default(),
             quiet_hours: QuietHoursConfig::default(),
             policies: BTreeMap::new(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -157,6 +160,7 @@ impl Config {
                 .map_err(|e| format!("addresses.hash_key {e}"))?;
         }
         self.sender_health.validate()?;
+        self.auth.validate()?;
         self.quiet_hours.validate()?;
         for (name, policy) in &self.policies {
             crate::engine::check_policy_name("policies", name).map_err(|e| e.to_string())?;

@@ -18,6 +18,7 @@ pub mod proto {
         tonic::include_file_descriptor_set!("reachability_descriptor");
 }
 pub mod admin;
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;

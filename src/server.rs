@@ -19,6 +19,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
     admin,
+    auth::Authenticator,
     config::Config,
     domain::Millis,
     engine::Engine,
@@ -79,7 +80,16 @@ pub async fn serve_with(
 
     let slot = Arc::new(OnceLock::new());
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-    let api = ReachabilityServiceServer::new(ReachabilityApi::new(slot.clone(), stopping_rx));
+    let auth = Authenticator::new(&config.auth).map_err(anyhow::Error::msg)?;
+    // Health and reflection stay open (probes, grpcurl describe); every
+    // ReachabilityService call needs a token when tokens are configured.
+    let api = ReachabilityServiceServer::with_interceptor(
+        ReachabilityApi::new(slot.clone(), stopping_rx),
+        move |request| match &auth {
+            Some(auth) => auth.intercept(request),
+            None => Ok(request),
+        },
+    );
     let (failed_tx, failed_rx) = oneshot::channel();
     let opener = tokio::spawn(open_store(
         config.clone(),

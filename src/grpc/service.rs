@@ -58,10 +58,14 @@ impl<S: Store> ReachabilityApi<S> {
         self.engine.get().ok_or_else(|| Error::NotReady.into())
     }
 
-    /// The caller's tenant; every call is the default tenant until
-    /// authentication maps tokens to tenants.
-    fn tenant<T>(&self, _request: &Request<T>) -> Tenant {
-        let tenant = Tenant::default();
+    /// The caller's tenant: the one its bearer token maps to (set by the
+    /// authentication interceptor), the default tenant when auth is off.
+    fn tenant<T>(&self, request: &Request<T>) -> Tenant {
+        let tenant = request
+            .extensions()
+            .get::<Tenant>()
+            .cloned()
+            .unwrap_or_default();
         tracing::Span::current().record("tenant", tenant.as_str());
         tenant
     }

@@ -1,0 +1,164 @@
+//! Bearer-token authentication: each token maps to a tenant. Only hashes of
+//! tokens are configured (BLAKE3, hex), and a presented token is compared
+//! against every configured hash in constant time, so neither the config
+//! file nor response timing gives a token away.
+
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Status, metadata::MetadataMap};
+
+use crate::storage::Tenant;
+
+/// `[[auth.tokens]]` entries; authentication is on when there is at least one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenEntry>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// The tenant the token acts for: 1-64 of [a-z0-9_-].
+    pub tenant: String,
+    /// BLAKE3 of the token, 64 hex digits (`reach token hash`).
+    pub token_blake3: String,
+}
+
+impl AuthConfig {
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, t) in self.tokens.iter().enumerate() {
+            Tenant::new(&t.tenant).map_err(|e| format!("auth.tokens[{i}].tenant: {e}"))?;
+            blake3::Hash::from_hex(&t.token_blake3).map_err(|_| {
+                format!("auth.tokens[{i}].token_blake3 must be 64 hex digits (reach token hash)")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The configured tokens, ready to check requests against.
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    tokens: Vec<(blake3::Hash, Tenant)>,
+}
+
+impl Authenticator {
+    /// `None` when authentication is off (every call is the default tenant).
+    pub fn new(config: &AuthConfig) -> Result<Option<Self>, String> {
+        if !config.enabled() {
+            return Ok(None);
+        }
+        config.validate()?;
+        let tokens = config
+            .tokens
+            .iter()
+            .map(|t| {
+                let hash = blake3::Hash::from_hex(&t.token_blake3).expect("validated");
+                (hash, Tenant::new(&t.tenant).expect("validated"))
+            })
+            .collect();
+        Ok(Some(Authenticator { tokens }))
+    }
+
+    /// The tenant of the request's bearer token.
+    pub fn tenant(&self, metadata: &MetadataMap) -> Result<Tenant, Status> {
+        let header = metadata.get("authorization").ok_or_else(|| {
+            refuse(
+                "missing",
+                "missing authorization: send `authorization: Bearer <token>`",
+            )
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| refuse("malformed", "authorization must be `Bearer <token>`"))?;
+        let presented = blake3::hash(token.as_bytes());
+        // Every entry is compared (blake3::Hash equality is constant-time),
+        // so the time taken does not say which entry, if any, matched.
+        let mut found = None;
+        for (hash, tenant) in &self.tokens {
+            if *hash == presented {
+                found = Some(tenant.clone());
+            }
+        }
+        found.ok_or_else(|| refuse("unknown", "unknown token"))
+    }
+
+    /// A tonic interceptor putting the caller's tenant in the request's
+    /// extensions.
+    pub fn intercept(&self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let tenant = self.tenant(request.metadata())?;
+        request.extensions_mut().insert(tenant);
+        Ok(request)
+    }
+}
+
+fn refuse(reason: &'static str, message: &'static str) -> Status {
+    metrics::counter!("reach_auth_failures_total", "reason" => reason).increment(1);
+    Status::unauthenticated(message)
+}
+
+/// A new random token (32 bytes, hex) and its hash, for `reach token new`.
+pub fn new_token() -> (String, String) {
+    let token: String = crate::domain::address::random_key()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let hash = blake3::hash(token.as_bytes()).to_hex().to_string();
+    (token, hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(value: &str) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        m.insert("authorization", value.parse().unwrap());
+        m
+    }
+
+    #[test]
+    fn tokens_map_to_tenants_and_bad_ones_are_refused() {
+        let (token, hash) = new_token();
+        let config = AuthConfig {
+            tokens: vec![TokenEntry {
+                tenant: "acme".into(),
+                token_blake3: hash,
+            }],
+        };
+        let auth = Authenticator::new(&config).unwrap().unwrap();
+        let tenant = auth.tenant(&metadata(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(tenant.as_str(), "acme");
+        for bad in ["Bearer nope", "Basic abc", "Bearer ", token.as_str()] {
+            let status = auth.tenant(&metadata(bad)).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::Unauthenticated, "{bad}");
+        }
+        assert_eq!(
+            auth.tenant(&MetadataMap::new()).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert!(
+            Authenticator::new(&AuthConfig::default())
+                .unwrap()
+                .is_none()
+        );
+        let bad = AuthConfig {
+            tokens: vec![TokenEntry {
+                tenant: "Acme!".into(),
+                token_blake3: "xyz".into(),
+            }],
+        };
+        assert!(bad.validate().is_err());
+    }
+}
