@@ -41,6 +41,14 @@ pub struct Config {
     pub admin_listen: String,
     /// Directory of the embedded store.
     pub data_dir: PathBuf,
+    /// Calls served at once across all connections; past it a call is
+    /// refused at once with RESOURCE_EXHAUSTED (load shedding), never queued.
+    pub max_concurrent_calls: usize,
+    /// Largest request message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Longest a call may run (a client's shorter deadline wins).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// How long in-flight calls may run after SIGTERM before they are cut.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -97,6 +105,9 @@ impl Default for Config {
             admin_listen: "127.0.0.1:9464".into(),
             data_dir: PathBuf::from("./reach-data"),
             shutdown_grace: Duration::from_secs(10),
+            max_concurrent_calls: 1024,
+            max_message_bytes: 4 << 20,
+            request_timeout: Duration::from_secs(300),
             maintenance_interval: Duration::from_secs(600),
             log_format: LogFormat::Plain,
             store: SledConfig::default(),
@@ -147,6 +158,9 @@ impl Config {
         self.scoring.validate()?;
         if self.store.dedupe_window.is_zero() {
             return Err("store.dedupe_window must be positive".into());
+        }
+        if self.max_concurrent_calls == 0 || self.max_message_bytes == 0 {
+            return Err("max_concurrent_calls and max_message_bytes must be positive".into());
         }
         if self.maintenance_interval.is_zero() {
             return Err("maintenance_interval must be positive".into());

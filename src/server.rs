@@ -83,13 +83,13 @@ pub async fn serve_with(
     let auth = Authenticator::new(&config.auth).map_err(anyhow::Error::msg)?;
     // Health and reflection stay open (probes, grpcurl describe); every
     // ReachabilityService call needs a token when tokens are configured.
-    let api = ReachabilityServiceServer::with_interceptor(
-        ReachabilityApi::new(slot.clone(), stopping_rx),
-        move |request| match &auth {
+    let api = ReachabilityServiceServer::new(ReachabilityApi::new(slot.clone(), stopping_rx))
+        .max_decoding_message_size(config.max_message_bytes);
+    let api =
+        tonic::service::interceptor::InterceptedService::new(api, move |request| match &auth {
             Some(auth) => auth.intercept(request),
             None => Ok(request),
-        },
-    );
+        });
     let (failed_tx, failed_rx) = oneshot::channel();
     let opener = tokio::spawn(open_store(
         config.clone(),
@@ -101,7 +101,16 @@ pub async fn serve_with(
     ));
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    // One limit across all connections, and shedding rather than queueing
+    // past it: an overloaded server answers RESOURCE_EXHAUSTED at once.
+    let limits = tower::ServiceBuilder::new()
+        .layer(tower::load_shed::LoadShedLayer::new())
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            config.max_concurrent_calls,
+        ));
     let server = Server::builder()
+        .timeout(config.request_timeout)
+        .layer(limits)
         .trace_fn(|request| {
             tracing::info_span!("rpc", method = %request.uri().path(), tenant = tracing::field::Empty)
         })

@@ -64,6 +64,9 @@ pub struct EventLimits {
     /// How far ahead of the server clock `occurred_at` may be.
     #[serde(with = "humantime_serde")]
     pub max_future_skew: Duration,
+    /// Most events one RecordEvents stream may carry; split larger
+    /// backfills into several streams.
+    pub max_events_per_stream: u64,
 }
 
 impl Default for EventLimits {
@@ -72,6 +75,7 @@ impl Default for EventLimits {
             max_id_bytes: 256,
             max_field_bytes: 128,
             max_future_skew: Duration::from_secs(300),
+            max_events_per_stream: 1_000_000,
         }
     }
 }

@@ -119,7 +119,19 @@ impl<S: Store> ReachabilityService for ReachabilityApi<S> {
         let mut reply = proto::RecordEventsResponse::default();
         let mut chunk = Vec::with_capacity(BULK_CHUNK);
         let mut index = 0u64;
+        let cap = engine.limits().max_events_per_stream;
         while let Some(message) = stream.message().await? {
+            if index >= cap {
+                // What came before is recorded (and durable) before saying no,
+                // so that "the first N were recorded" is true; re-sending them
+                // is safe, they are reported as duplicates.
+                if !chunk.is_empty() {
+                    engine.record_batch(&tenant, &chunk).await?;
+                }
+                return Err(Status::resource_exhausted(format!(
+                    "a RecordEvents stream carries at most {cap} events (limits.max_events_per_stream); the first {cap} were processed (valid ones recorded), send the rest in further streams"
+                )));
+            }
             let event_id = message
                 .event
                 .as_ref()
