@@ -40,6 +40,63 @@ impl AuthConfig {
     }
 }
 
+/// `[tls]`: TLS on the gRPC port, and client certificates (mTLS).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the server; with `key_file`, turns TLS on.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of the server.
+    pub key_file: Option<std::path::PathBuf>,
+    /// PEM CA certificates: clients must present a certificate they signed.
+    pub client_ca_file: Option<std::path::PathBuf>,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+
+    /// Clients are authenticated by their certificates.
+    pub fn mutual(&self) -> bool {
+        self.enabled() && self.client_ca_file.is_some()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err("tls.cert_file and tls.key_file go together".into());
+        }
+        if self.client_ca_file.is_some() && !self.enabled() {
+            return Err("tls.client_ca_file needs tls.cert_file and tls.key_file".into());
+        }
+        for path in [&self.cert_file, &self.key_file, &self.client_ca_file]
+            .into_iter()
+            .flatten()
+        {
+            if !path.is_file() {
+                return Err(format!("tls: {} is not a readable file", path.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rustls settings of the server, `None` if TLS is off.
+    pub fn server_config(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, String> {
+        let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
+            return Ok(None);
+        };
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("tls: reading {}: {e}", p.display()))
+        };
+        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+        let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.client_ca_file {
+            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        Ok(Some(tls))
+    }
+}
+
 /// The configured tokens, ready to check requests against.
 #[derive(Clone, Debug)]
 pub struct Authenticator {

@@ -145,7 +145,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         return ExitCode::from(EXIT_BAD_CONFIG);
     }
     telemetry::init(config.log_format);
-    if args.insecure && !config.auth.enabled() {
+    if args.insecure && !config.auth.enabled() && !config.tls.mutual() {
         tracing::warn!(listen = %config.listen, "--insecure: serving without authentication; anyone who can reach the port can read and write every contact");
     }
     block_on(run_server(config))
@@ -210,7 +210,8 @@ fn simulate(args: SimulateArgs) -> ExitCode {
 /// Safe by default: without tokens, only a loopback address, unless the
 /// operator says `--insecure`.
 fn check_exposure(config: &Config, insecure: bool) -> Result<(), String> {
-    if config.auth.enabled() || insecure || config.listen.ip().is_loopback() {
+    let authenticated = config.auth.enabled() || config.tls.mutual();
+    if authenticated || insecure || config.listen.ip().is_loopback() {
         return Ok(());
     }
     Err(format!(

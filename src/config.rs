@@ -17,7 +17,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    auth::AuthConfig,
+    auth::{AuthConfig, TlsConfig},
     domain::{
         EventLimits, ScoringModel,
         address::{AddressConfig, AddressKey},
@@ -71,6 +71,7 @@ pub struct Config {
     /// governs requests without a campaign type.
     pub policies: BTreeMap<String, SendPolicy>,
     pub auth: AuthConfig,
+    pub tls: TlsConfig,
 }
 
 /// The action outbox (`[actions]`).
@@ -122,6 +123,7 @@ impl Default for Config {
             quiet_hours: QuietHoursConfig::default(),
             policies: BTreeMap::new(),
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -175,6 +177,7 @@ impl Config {
         }
         self.sender_health.validate()?;
         self.auth.validate()?;
+        self.tls.validate()?;
         self.quiet_hours.validate()?;
         for (name, policy) in &self.policies {
             crate::engine::check_policy_name("policies", name).map_err(|e| e.to_string())?;

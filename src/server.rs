@@ -108,7 +108,11 @@ pub async fn serve_with(
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             config.max_concurrent_calls,
         ));
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = config.tls.server_config().map_err(anyhow::Error::msg)? {
+        builder = builder.tls_config(tls).context("configuring TLS")?;
+    }
+    let server = builder
         .timeout(config.request_timeout)
         .layer(limits)
         .trace_fn(|request| {
