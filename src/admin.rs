@@ -10,7 +10,7 @@ use std::{
 };
 
 use axum::{Router, http::StatusCode, routing::get};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
 /// The process-wide Prometheus recorder, installed on first use: every
@@ -18,7 +18,16 @@ use tokio::net::TcpListener;
 pub fn metrics_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        // Latencies as histograms (not summaries), so that they aggregate
+        // across replicas: 100 us to 10 s.
+        let buckets = [
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0, 10.0,
+        ];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+            .expect("bucket list is not empty")
+            .build_recorder();
         let handle = recorder.handle();
         // Only fails if another recorder was installed first (not in reach).
         let _ = metrics::set_global_recorder(recorder);

@@ -104,6 +104,7 @@ pub async fn serve_with(
     // One limit across all connections, and shedding rather than queueing
     // past it: an overloaded server answers RESOURCE_EXHAUSTED at once.
     let limits = tower::ServiceBuilder::new()
+        .layer(crate::grpc::request_metrics::RequestMetricsLayer)
         .layer(tower::load_shed::LoadShedLayer::new())
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             config.max_concurrent_calls,

@@ -110,6 +110,7 @@ impl<S: Store> Engine<S> {
             let _turn = self.locks.lock(&group.key).await;
             self.apply(vec![group], Millis::now()).await?
         };
+        count_recorded(std::iter::once((&event.0, duplicate[0][0])));
         // Also for a duplicate: its first copy may still be waiting for its
         // flush, and "already recorded" must not be said before it is durable.
         self.store.sync().await?;
@@ -159,6 +160,7 @@ impl<S: Store> Engine<S> {
                 duplicates[i] = flag;
             }
         }
+        count_recorded(events.iter().map(|e| &e.0).zip(duplicates.iter().copied()));
         Ok(duplicates)
     }
 
@@ -272,6 +274,22 @@ struct Prepared {
     duplicate: Vec<bool>,
     op: Option<CommitOp>,
     consequences: Consequences,
+}
+
+/// Events recorded by channel and status, and duplicates (dedupe hits).
+fn count_recorded<'a>(events: impl Iterator<Item = (&'a ChannelEvent, bool)>) {
+    for (event, duplicate) in events {
+        if duplicate {
+            metrics::counter!("reach_events_duplicate_total").increment(1);
+        } else {
+            metrics::counter!(
+                "reach_events_total",
+                "channel" => event.channel.name(),
+                "status" => event.status.name()
+            )
+            .increment(1);
+        }
+    }
 }
 
 /// Exponential backoff with full jitter, capped at about 50 ms.

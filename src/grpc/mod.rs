@@ -5,6 +5,7 @@ mod convert;
 mod delivery;
 mod policies;
 mod providers;
+pub mod request_metrics;
 mod senders;
 mod service;
 mod status;

@@ -102,7 +102,9 @@ where
         // Every ticket up to `target` was issued after its write completed,
         // and the flush starts after reading `target`: the flush covers them.
         let target = shared.issued.load(Ordering::SeqCst);
+        let started = std::time::Instant::now();
         let error = flush().err().map(Arc::from);
+        metrics::histogram!("reach_store_flush_seconds").record(started.elapsed().as_secs_f64());
         covered = target;
         shared.flushed.send_replace(Flushed {
             ticket: target,

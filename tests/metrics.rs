@@ -1,0 +1,69 @@
+//! The admin port's Prometheus metrics count what happens over gRPC.
+
+mod common;
+
+use common::*;
+use reach::proto::{self, Channel, Status};
+
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in:\n{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_events_duplicates_and_flushes_are_counted() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let now = now_ms();
+    let e = event("m1", "c1", Channel::Sms, Status::Delivered, now);
+    assert!(!record(&mut client, e.clone()).await);
+    assert!(record(&mut client, e).await);
+    let bad = event("m2", "", Channel::Sms, Status::Delivered, now);
+    client.record_event(request(bad)).await.unwrap_err();
+    best(&mut client, "c1", &[]).await;
+    client
+        .get_contact(proto::GetContactRequest {
+            contact_id: "nobody".into(),
+        })
+        .await
+        .unwrap_err();
+
+    let (code, text) = http_get(server.admin, "/metrics").await;
+    assert_eq!(code, 200);
+    let record = "/reachability.v1.ReachabilityService/RecordEvent";
+    assert_eq!(
+        value(
+            &text,
+            &format!("reach_requests_total{{method=\"{record}\",code=\"OK\"}}")
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("reach_requests_total{{method=\"{record}\",code=\"INVALID_ARGUMENT\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "reach_requests_total{method=\"/reachability.v1.ReachabilityService/GetContact\",code=\"NOT_FOUND\"}"
+        ),
+        1.0
+    );
+    assert!(text.contains("reach_request_duration_seconds_bucket{method=\"/reachability.v1.ReachabilityService/GetBestChannel\",le=\"0.001\"}"), "{text}");
+    assert_eq!(
+        value(
+            &text,
+            "reach_events_total{channel=\"sms\",status=\"DELIVERED\"}"
+        ),
+        1.0
+    );
+    assert_eq!(value(&text, "reach_events_duplicate_total"), 1.0);
+    assert!(value(&text, "reach_store_flush_seconds_count") >= 1.0);
+}
