@@ -31,6 +31,19 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Only fails if another recorder was installed first (not in reach).
         let _ = metrics::set_global_recorder(recorder);
+        // Histogram samples are kept raw until upkeep folds them into the
+        // buckets: without it they would pile up between scrapes (or
+        // forever, with no scraper), a few bytes per request.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    upkeep.run_upkeep();
+                }
+            })
+            .expect("spawning the metrics upkeep thread");
         handle
     })
 }
