@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
+    client::{ClientArgs, commands, import},
     config::{Config, Overrides},
     server, telemetry,
 };
@@ -40,6 +41,26 @@ enum Command {
     /// Write a simulated population's events as JSON lines of
     /// RecordEventRequest (grpcurl's format), and its hidden truth.
     Simulate(SimulateArgs),
+    /// The best channel for a contact, ranked and explained.
+    Best(ClientCall<commands::BestArgs>),
+    /// Every channel's score for a contact.
+    Reachability(ClientCall<commands::ReachabilityArgs>),
+    /// Record one event.
+    Record(ClientCall<commands::RecordArgs>),
+    /// Delivery outcomes by channel, carrier, campaign, sender, day...
+    Stats(ClientCall<commands::StatsArgs>),
+    /// Backfill events from a JSON Lines or CSV file (or a provider's raw
+    /// export), resumable, with a file of the rejected lines.
+    Import(ClientCall<import::ImportArgs>),
+}
+
+/// A client subcommand: its own arguments plus how to reach the server.
+#[derive(Args, Debug)]
+struct ClientCall<A: Args> {
+    #[command(flatten)]
+    args: A,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -120,6 +141,13 @@ impl Cli {
             Command::Eval(args) => eval(args),
             Command::Simulate(args) => simulate(args),
             Command::Token(command) => token(command),
+            Command::Best(call) => client(commands::best(&call.client, call.args)),
+            Command::Reachability(call) => client(commands::reachability(&call.client, call.args)),
+            Command::Record(call) => client(commands::record(&call.client, call.args)),
+            Command::Stats(call) => client(commands::stats(&call.client, call.args)),
+            Command::Import(call) => {
+                client(async move { import::run(&call.client, call.args).await.map(drop) })
+            }
         }
     }
 }
@@ -164,6 +192,28 @@ fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "failed");
+            eprintln!("reach: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one client subcommand on a small runtime; errors go to stderr
+/// without log noise.
+fn client(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("reach: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
             eprintln!("reach: {e:#}");
             ExitCode::FAILURE
         }

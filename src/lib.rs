@@ -21,6 +21,7 @@ pub mod admin;
 pub mod auth;
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;

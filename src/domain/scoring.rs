@@ -354,8 +354,19 @@ fn evidence_reason(
     format!(
         "posterior {posterior:.2} from {:.2} delivered vs {failures:.2} failed (decayed, half-life {}) on prior {prior_mean:.2}",
         ev.delivered,
-        humantime::format_duration(model.half_life)
+        days_or_exact(model.half_life)
     )
+}
+
+/// "60d" rather than humantime's "1month 29days 13h 26m 24s" (it counts a
+/// month as 30.44 days).
+fn days_or_exact(d: std::time::Duration) -> String {
+    const DAY: u64 = 24 * 3600;
+    if d.as_secs() >= DAY && d.as_secs().is_multiple_of(DAY) && d.subsec_nanos() == 0 {
+        format!("{}d", d.as_secs() / DAY)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
 }
 
 fn counts_reason(state: &ChannelState) -> Option<String> {
