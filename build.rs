@@ -15,6 +15,7 @@ const API: &[&str] = &[
     "proto/reachability/v1/senders.proto",
     "proto/reachability/v1/policies.proto",
     "proto/reachability/v1/reachability_service.proto",
+    "proto/reachability/v1/admin_service.proto",
 ];
 /// The benchmark's echo baseline: generated, never served by `reach serve`.
 const BENCH: &[&str] = &["proto/reachbench/v1/echo.proto"];

@@ -22,6 +22,9 @@ pub struct TokenEntry {
     pub tenant: String,
     /// BLAKE3 of the token, 64 hex digits (`reach token hash`).
     pub token_blake3: String,
+    /// May also call the AdminService (backups of every tenant).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 impl AuthConfig {
@@ -100,7 +103,7 @@ impl TlsConfig {
 /// The configured tokens, ready to check requests against.
 #[derive(Clone, Debug)]
 pub struct Authenticator {
-    tokens: Vec<(blake3::Hash, Tenant)>,
+    tokens: Vec<(blake3::Hash, Tenant, bool)>,
 }
 
 impl Authenticator {
@@ -115,7 +118,7 @@ impl Authenticator {
             .iter()
             .map(|t| {
                 let hash = blake3::Hash::from_hex(&t.token_blake3).expect("validated");
-                (hash, Tenant::new(&t.tenant).expect("validated"))
+                (hash, Tenant::new(&t.tenant).expect("validated"), t.admin)
             })
             .collect();
         Ok(Some(Authenticator { tokens }))
@@ -123,6 +126,25 @@ impl Authenticator {
 
     /// The tenant of the request's bearer token.
     pub fn tenant(&self, metadata: &MetadataMap) -> Result<Tenant, Status> {
+        self.identify(metadata).map(|(tenant, _)| tenant)
+    }
+
+    /// Admits AdminService calls: only tokens configured with `admin = true`.
+    pub fn admin(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        match self.identify(request.metadata())? {
+            (_, true) => Ok(request),
+            (_, false) => {
+                metrics::counter!("reach_auth_failures_total", "reason" => "not_admin")
+                    .increment(1);
+                Err(Status::permission_denied(
+                    "this token is not an admin token (admin = true in its [[auth.tokens]] entry)",
+                ))
+            }
+        }
+    }
+
+    /// The tenant of the request's bearer token and whether it is an admin.
+    fn identify(&self, metadata: &MetadataMap) -> Result<(Tenant, bool), Status> {
         let header = metadata.get("authorization").ok_or_else(|| {
             refuse(
                 "missing",
@@ -143,9 +165,9 @@ impl Authenticator {
         // Every entry is compared (blake3::Hash equality is constant-time),
         // so the time taken does not say which entry, if any, matched.
         let mut found = None;
-        for (hash, tenant) in &self.tokens {
+        for (hash, tenant, admin) in &self.tokens {
             if *hash == presented {
-                found = Some(tenant.clone());
+                found = Some((tenant.clone(), *admin));
             }
         }
         found.ok_or_else(|| refuse("unknown", "unknown token"))
@@ -192,6 +214,7 @@ mod tests {
             tokens: vec![TokenEntry {
                 tenant: "acme".into(),
                 token_blake3: hash,
+                admin: false,
             }],
         };
         let auth = Authenticator::new(&config).unwrap().unwrap();
@@ -214,6 +237,7 @@ mod tests {
             tokens: vec![TokenEntry {
                 tenant: "Acme!".into(),
                 token_blake3: "xyz".into(),
+                admin: false,
             }],
         };
         assert!(bad.validate().is_err());

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    client::{ClientArgs, commands, import},
+    client::{ClientArgs, backup, commands, import},
     config::{Config, Overrides},
     server, telemetry,
 };
@@ -52,6 +52,11 @@ enum Command {
     /// Backfill events from a JSON Lines or CSV file (or a provider's raw
     /// export), resumable, with a file of the rejected lines.
     Import(ClientCall<import::ImportArgs>),
+    /// Take a consistent backup of a running server (admin token needed
+    /// when authentication is on).
+    Backup(ClientCall<backup::BackupArgs>),
+    /// Restore a backup into a new data directory (server stopped).
+    Restore(backup::RestoreArgs),
 }
 
 /// A client subcommand: its own arguments plus how to reach the server.
@@ -145,6 +150,8 @@ impl Cli {
             Command::Reachability(call) => client(commands::reachability(&call.client, call.args)),
             Command::Record(call) => client(commands::record(&call.client, call.args)),
             Command::Stats(call) => client(commands::stats(&call.client, call.args)),
+            Command::Backup(call) => client(backup::backup(&call.client, call.args)),
+            Command::Restore(args) => client(async move { backup::restore(args) }),
             Command::Import(call) => {
                 client(async move { import::run(&call.client, call.args).await.map(drop) })
             }

@@ -137,6 +137,18 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
 }
 
+/// `REACH_*` variables that are not settings: the config file's path and
+/// the client subcommands' connection flags, which may share a shell (or a
+/// pod) with the server.
+const CLIENT_ENV: &[&str] = &[
+    "config",
+    "server",
+    "token",
+    "ca_cert",
+    "client_cert",
+    "client_key",
+];
+
 impl Config {
     /// Layers defaults, `file`, the environment and `overrides`, then validates.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, String> {
@@ -148,7 +160,7 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         let config: Config = figment
-            .merge(Env::prefixed("REACH_").split("__").ignore(&["config"]))
+            .merge(Env::prefixed("REACH_").split("__").ignore(CLIENT_ENV))
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| e.to_string())?;

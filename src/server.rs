@@ -85,10 +85,22 @@ pub async fn serve_with(
     // ReachabilityService call needs a token when tokens are configured.
     let api = ReachabilityServiceServer::new(ReachabilityApi::new(slot.clone(), stopping_rx))
         .max_decoding_message_size(config.max_message_bytes);
+    let admin_auth = auth.clone();
     let api =
         tonic::service::interceptor::InterceptedService::new(api, move |request| match &auth {
             Some(auth) => auth.intercept(request),
             None => Ok(request),
+        });
+    // Backups hold every tenant's data: admin tokens only.
+    let admin_api = proto::admin_service_server::AdminServiceServer::new(
+        crate::grpc::AdminApi::new(slot.clone(), config.data_dir.clone()),
+    );
+    let admin_api =
+        tonic::service::interceptor::InterceptedService::new(admin_api, move |request| {
+            match &admin_auth {
+                Some(auth) => auth.admin(request),
+                None => Ok(request),
+            }
         });
     let (failed_tx, failed_rx) = oneshot::channel();
     let opener = tokio::spawn(open_store(
@@ -123,6 +135,7 @@ pub async fn serve_with(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(api)
+        .add_service(admin_api)
         .serve_with_incoming_shutdown(incoming(listener), async {
             let _ = stop_rx.await;
         });
@@ -274,7 +287,14 @@ async fn maintain(slot: Arc<OnceLock<Engine<SledStore>>>, config: Config) {
     let mut routes = tokio::time::interval(config.route_health.evaluate_every);
     let mut sweep = tokio::time::interval(config.lifecycle.sweep_every);
     let mut housekeeping = tokio::time::interval(config.maintenance_interval);
-    for ticker in [&mut stats, &mut routes, &mut sweep, &mut housekeeping] {
+    let mut size = tokio::time::interval(Duration::from_secs(10));
+    for ticker in [
+        &mut stats,
+        &mut routes,
+        &mut sweep,
+        &mut housekeeping,
+        &mut size,
+    ] {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
@@ -283,11 +303,19 @@ async fn maintain(slot: Arc<OnceLock<Engine<SledStore>>>, config: Config) {
             _ = routes.tick() => ("route and sender health", judge_health(engine).await),
             _ = sweep.tick() => ("silence sweep", engine.sweep_silence(Millis::now()).await.map(drop)),
             _ = housekeeping.tick() => ("housekeeping", engine.housekeeping(config.actions.retention).await),
+            _ = size.tick() => ("store size", record_store_size(engine)),
         };
         if let Err(e) = result {
             tracing::warn!(task, error = %e, "background task failed, retrying at its next tick");
         }
     }
+}
+
+/// `reach_store_size_bytes`: what sled uses on disk.
+fn record_store_size(engine: &Engine<SledStore>) -> crate::error::Result<()> {
+    let bytes = engine.store().size_on_disk()?;
+    metrics::gauge!("reach_store_size_bytes").set(bytes as f64);
+    Ok(())
 }
 
 /// Route health, then sender health, on the route-health schedule.

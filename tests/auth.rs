@@ -56,10 +56,12 @@ async fn start() -> Tenants {
                 TokenEntry {
                     tenant: "acme".into(),
                     token_blake3: acme_hash,
+                    admin: false,
                 },
                 TokenEntry {
                     tenant: "globex".into(),
                     token_blake3: globex_hash,
+                    admin: false,
                 },
             ],
         }

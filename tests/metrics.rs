@@ -66,4 +66,8 @@ async fn requests_events_duplicates_and_flushes_are_counted() {
     );
     assert_eq!(value(&text, "reach_events_duplicate_total"), 1.0);
     assert!(value(&text, "reach_store_flush_seconds_count") >= 1.0);
+    assert!(
+        value(&text, "reach_store_size_bytes") > 0.0,
+        "store size gauge"
+    );
 }

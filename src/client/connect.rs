@@ -11,7 +11,10 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
-use crate::proto::reachability_service_client::ReachabilityServiceClient;
+use crate::proto::{
+    admin_service_client::AdminServiceClient,
+    reachability_service_client::ReachabilityServiceClient,
+};
 
 /// Connection flags shared by every client subcommand.
 #[derive(Args, Debug, Clone)]
@@ -64,9 +67,20 @@ impl Interceptor for BearerToken {
 }
 
 pub type Client = ReachabilityServiceClient<InterceptedService<Channel, BearerToken>>;
+pub type AdminClient = AdminServiceClient<InterceptedService<Channel, BearerToken>>;
 
 impl ClientArgs {
     pub async fn connect(&self) -> anyhow::Result<Client> {
+        let (channel, token) = self.channel().await?;
+        Ok(ReachabilityServiceClient::with_interceptor(channel, token))
+    }
+
+    pub async fn connect_admin(&self) -> anyhow::Result<AdminClient> {
+        let (channel, token) = self.channel().await?;
+        Ok(AdminServiceClient::with_interceptor(channel, token))
+    }
+
+    async fn channel(&self) -> anyhow::Result<(Channel, BearerToken)> {
         let mut endpoint = Endpoint::from_shared(self.server.clone())
             .with_context(|| format!("--server {:?} is not a URL", self.server))?;
         if self.server.starts_with("https://") {
@@ -97,10 +111,7 @@ impl ClientArgs {
             ),
             None => None,
         };
-        Ok(ReachabilityServiceClient::with_interceptor(
-            channel,
-            BearerToken(token),
-        ))
+        Ok((channel, BearerToken(token)))
     }
 }
 

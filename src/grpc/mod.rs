@@ -1,5 +1,6 @@
 //! The gRPC transport: `reachability.v1` handlers, health and reflection.
 
+mod admin;
 mod contacts;
 mod convert;
 mod delivery;
@@ -10,5 +11,6 @@ mod senders;
 mod service;
 mod status;
 
+pub use admin::AdminApi;
 pub use convert::{millis_from, status_to as status_to_proto, timestamp};
 pub use service::ReachabilityApi;

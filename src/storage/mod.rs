@@ -6,10 +6,12 @@
 //! compare-and-swap it together with put-if-absent dedupe markers in one
 //! atomic step. Nothing here knows about scoring or gRPC.
 
+pub mod backup;
 pub mod codec;
 pub(crate) mod group_commit;
 mod keys;
 mod marker_buckets;
+mod sled_backup;
 mod sled_intelligence;
 mod sled_record;
 mod sled_store;

@@ -13,7 +13,11 @@
 //! run side by side. Only a spill needs a transaction. `sync` waits for a
 //! flush shared by every concurrent writer (`group_commit`).
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Arc, RwLock, RwLockReadGuard},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 use sled::{
@@ -57,10 +61,19 @@ impl Default for SledConfig {
 }
 
 pub struct SledStore {
-    db: sled::Db,
+    pub(super) db: sled::Db,
     tree: sled::Tree,
     layout: Arc<MarkerLayout>,
     group: GroupCommit,
+    /// Every write holds it shared; a backup holds it exclusively, so its
+    /// snapshot falls between whole writes (see `sled_backup`).
+    pub(super) writes: Arc<RwLock<()>>,
+}
+
+/// Shared hold on the write gate. A poisoned lock only means a writer
+/// panicked; the unit it guards cannot be inconsistent.
+fn writing(gate: &RwLock<()>) -> RwLockReadGuard<'_, ()> {
+    gate.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 const RECORD_PREFIX: u8 = b'p';
@@ -123,6 +136,7 @@ impl SledStore {
             tree,
             layout: Arc::new(layout),
             group,
+            writes: Arc::new(RwLock::new(())),
         })
     }
 
@@ -312,7 +326,12 @@ fn with_inline(mut record: StoredRecord, generation: u32, markers: &[DedupeKey])
 }
 
 /// Drops every expired generation of spilled markers, a chunk of keys per batch.
-fn expire(tree: &sled::Tree, layout: &MarkerLayout, now: Millis) -> Result<usize, StoreError> {
+fn expire(
+    tree: &sled::Tree,
+    layout: &MarkerLayout,
+    gate: &RwLock<()>,
+    now: Millis,
+) -> Result<usize, StoreError> {
     let expired = layout.expired(now);
     for &generation in &expired {
         // Readers stop probing it first; then its keys go.
@@ -330,8 +349,10 @@ fn expire(tree: &sled::Tree, layout: &MarkerLayout, now: Millis) -> Result<usize
             if n == 0 {
                 break;
             }
+            let _writing = writing(gate);
             tree.apply_batch(batch).map_err(to_store_error)?;
         }
+        let _writing = writing(gate);
         tree.remove(marker_buckets::meta_key(generation))
             .map_err(to_store_error)?;
     }
@@ -389,6 +410,7 @@ impl Store for SledStore {
         mut ops: Vec<CommitOp>,
         now: Millis,
     ) -> Result<Vec<Commit>, StoreError> {
+        let _writing = writing(&self.writes);
         match ops.len() {
             0 => Ok(Vec::new()),
             1 => Ok(vec![self.commit_one(ops.remove(0), now)?]),
@@ -399,6 +421,7 @@ impl Store for SledStore {
     async fn delete(&self, key: &ContactKey) -> Result<bool, StoreError> {
         // Erasure keeps a tombstone with the markers: a compare-and-swap loop
         // against concurrent writers of the same contact.
+        let _writing = writing(&self.writes);
         loop {
             let Some((raw, mut record)) = self.read(key)? else {
                 return Ok(false);
@@ -424,6 +447,7 @@ impl Store for SledStore {
         id: &str,
         value: &[u8],
     ) -> Result<(), StoreError> {
+        let _writing = writing(&self.writes);
         self.tree
             .insert(tenant_key(DEAD_LETTER_PREFIX, tenant, id), value)
             .map(drop)
@@ -457,6 +481,7 @@ impl Store for SledStore {
     }
 
     async fn delete_dead_letter(&self, tenant: &Tenant, id: &str) -> Result<bool, StoreError> {
+        let _writing = writing(&self.writes);
         let old = self
             .tree
             .remove(tenant_key(DEAD_LETTER_PREFIX, tenant, id))
@@ -471,6 +496,7 @@ impl Store for SledStore {
         id: &str,
         value: &[u8],
     ) -> Result<(), StoreError> {
+        let _writing = writing(&self.writes);
         self.tree
             .insert(tenant_key(catalog_prefix(catalog), tenant, id), value)
             .map(drop)
@@ -506,6 +532,7 @@ impl Store for SledStore {
     }
 
     async fn add_stats(&self, deltas: Vec<StatDelta>) -> Result<(), StoreError> {
+        let _writing = writing(&self.writes);
         intelligence::add_stats(&self.tree, deltas)
     }
 
@@ -527,10 +554,12 @@ impl Store for SledStore {
     }
 
     async fn trim_minute_stats(&self, before: u32) -> Result<usize, StoreError> {
+        let _writing = writing(&self.writes);
         intelligence::trim_minute_stats(&self.tree, before)
     }
 
     async fn put_deadline(&self, deadline: &Deadline) -> Result<(), StoreError> {
+        let _writing = writing(&self.writes);
         intelligence::put_deadline(&self.tree, deadline)
     }
 
@@ -539,6 +568,7 @@ impl Store for SledStore {
     }
 
     async fn delete_deadline(&self, deadline: &Deadline) -> Result<(), StoreError> {
+        let _writing = writing(&self.writes);
         intelligence::delete_deadline(&self.tree, deadline)
     }
 
@@ -547,6 +577,7 @@ impl Store for SledStore {
         tenant: &Tenant,
         actions: &[(Millis, Vec<u8>)],
     ) -> Result<Vec<u64>, StoreError> {
+        let _writing = writing(&self.writes);
         intelligence::append_actions(&self.db, &self.tree, tenant, actions)
     }
 
@@ -560,6 +591,7 @@ impl Store for SledStore {
     }
 
     async fn trim_actions(&self, before: Millis) -> Result<usize, StoreError> {
+        let _writing = writing(&self.writes);
         intelligence::trim_actions(&self.tree, before)
     }
 
@@ -568,8 +600,8 @@ impl Store for SledStore {
     }
 
     async fn expire_markers(&self, now: Millis) -> Result<usize, StoreError> {
-        let (tree, layout) = (self.tree.clone(), self.layout.clone());
-        tokio::task::spawn_blocking(move || expire(&tree, &layout, now))
+        let (tree, layout, gate) = (self.tree.clone(), self.layout.clone(), self.writes.clone());
+        tokio::task::spawn_blocking(move || expire(&tree, &layout, &gate, now))
             .await
             .map_err(|e| StoreError::Internal(format!("expiry task failed: {e}")))?
     }
