@@ -24,7 +24,16 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
             2.5, 5.0, 10.0,
         ];
+        // Delivery receipts take seconds to minutes: 250 ms to 1 h.
+        let delivery = [
+            0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+        ];
         let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("reach_delivery_latency_seconds".into()),
+                &delivery,
+            )
+            .expect("bucket list is not empty")
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
             .expect("bucket list is not empty")
             .build_recorder();

@@ -19,7 +19,10 @@ async fn requests_events_duplicates_and_flushes_are_counted() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
     let now = now_ms();
-    let e = event("m1", "c1", Channel::Sms, Status::Delivered, now);
+    let mut e = event("m1", "c1", Channel::Sms, Status::Delivered, now);
+    e.carrier = "att".into();
+    e.country = "US".into();
+    e.sent_at = Some(ts(now - 4_000));
     assert!(!record(&mut client, e.clone()).await);
     assert!(record(&mut client, e).await);
     let bad = event("m2", "", Channel::Sms, Status::Delivered, now);
