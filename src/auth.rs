@@ -4,6 +4,7 @@
 //! file nor response timing gives a token away.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use tonic::{Request, Status, metadata::MetadataMap};
 
 use crate::storage::Tenant;
@@ -21,7 +22,12 @@ pub struct TokenEntry {
     /// The tenant the token acts for: 1-64 of [a-z0-9_-].
     pub tenant: String,
     /// BLAKE3 of the token, 64 hex digits (`reach token hash`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub token_blake3: String,
+    /// Or its SHA-256, 64 hex digits, for tools that have no BLAKE3 (the
+    /// Helm chart's generated token). Exactly one of the two.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token_sha256: String,
     /// May also call the AdminService (backups of every tenant).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
@@ -35,9 +41,7 @@ impl AuthConfig {
     pub fn validate(&self) -> Result<(), String> {
         for (i, t) in self.tokens.iter().enumerate() {
             Tenant::new(&t.tenant).map_err(|e| format!("auth.tokens[{i}].tenant: {e}"))?;
-            blake3::Hash::from_hex(&t.token_blake3).map_err(|_| {
-                format!("auth.tokens[{i}].token_blake3 must be 64 hex digits (reach token hash)")
-            })?;
+            digest(t).map_err(|e| format!("auth.tokens[{i}]: {e}"))?;
         }
         Ok(())
     }
@@ -103,7 +107,27 @@ impl TlsConfig {
 /// The configured tokens, ready to check requests against.
 #[derive(Clone, Debug)]
 pub struct Authenticator {
-    tokens: Vec<(blake3::Hash, Tenant, bool)>,
+    tokens: Vec<(Digest, Tenant, bool)>,
+}
+
+/// A configured token's hash. Both kinds are held as `blake3::Hash`, whose
+/// equality is constant-time, so comparing SHA-256 digests leaks no timing
+/// either.
+#[derive(Clone, Debug)]
+enum Digest {
+    Blake3(blake3::Hash),
+    Sha256(blake3::Hash),
+}
+
+fn digest(entry: &TokenEntry) -> Result<Digest, String> {
+    let parse = |hex: &str, name: &str| {
+        blake3::Hash::from_hex(hex).map_err(|_| format!("{name} must be 64 hex digits"))
+    };
+    match (entry.token_blake3.is_empty(), entry.token_sha256.is_empty()) {
+        (false, true) => parse(&entry.token_blake3, "token_blake3").map(Digest::Blake3),
+        (true, false) => parse(&entry.token_sha256, "token_sha256").map(Digest::Sha256),
+        _ => Err("give exactly one of token_blake3 (reach token hash) or token_sha256".into()),
+    }
 }
 
 impl Authenticator {
@@ -117,7 +141,7 @@ impl Authenticator {
             .tokens
             .iter()
             .map(|t| {
-                let hash = blake3::Hash::from_hex(&t.token_blake3).expect("validated");
+                let hash = digest(t).expect("validated");
                 (hash, Tenant::new(&t.tenant).expect("validated"), t.admin)
             })
             .collect();
@@ -162,11 +186,16 @@ impl Authenticator {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| refuse("malformed", "authorization must be `Bearer <token>`"))?;
         let presented = blake3::hash(token.as_bytes());
+        let presented_sha256 = blake3::Hash::from_bytes(Sha256::digest(token.as_bytes()).into());
         // Every entry is compared (blake3::Hash equality is constant-time),
         // so the time taken does not say which entry, if any, matched.
         let mut found = None;
         for (hash, tenant, admin) in &self.tokens {
-            if *hash == presented {
+            let matched = match hash {
+                Digest::Blake3(hash) => *hash == presented,
+                Digest::Sha256(hash) => *hash == presented_sha256,
+            };
+            if matched {
                 found = Some((tenant.clone(), *admin));
             }
         }
@@ -214,6 +243,7 @@ mod tests {
             tokens: vec![TokenEntry {
                 tenant: "acme".into(),
                 token_blake3: hash,
+                token_sha256: String::new(),
                 admin: false,
             }],
         };
@@ -237,9 +267,43 @@ mod tests {
             tokens: vec![TokenEntry {
                 tenant: "Acme!".into(),
                 token_blake3: "xyz".into(),
+                token_sha256: String::new(),
                 admin: false,
             }],
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn sha256_entries_work_and_one_hash_kind_is_required() {
+        let token = "generated-by-helm";
+        let sha: String = Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let entry = TokenEntry {
+            tenant: "default".into(),
+            token_blake3: String::new(),
+            token_sha256: sha.clone(),
+            admin: true,
+        };
+        let config = AuthConfig {
+            tokens: vec![entry.clone()],
+        };
+        let auth = Authenticator::new(&config).unwrap().unwrap();
+        let tenant = auth.tenant(&metadata(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(tenant.as_str(), "default");
+        assert!(auth.tenant(&metadata("Bearer other")).is_err());
+        let both = TokenEntry {
+            token_blake3: blake3::hash(b"x").to_hex().to_string(),
+            ..entry.clone()
+        };
+        let neither = TokenEntry {
+            token_sha256: String::new(),
+            ..entry
+        };
+        for bad in [both, neither] {
+            assert!(AuthConfig { tokens: vec![bad] }.validate().is_err());
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::{
 
 use figment::{
     Figment,
-    providers::{Env, Format, Serialized, Toml},
+    providers::{Env, Format, Json, Serialized, Toml},
 };
 use serde::{Deserialize, Serialize};
 
@@ -157,7 +157,13 @@ impl Config {
             if !file.is_file() {
                 return Err(format!("config file {} does not exist", file.display()));
             }
-            figment = figment.merge(Toml::file_exact(file));
+            // JSON too, for generators that cannot write TOML faithfully
+            // (Helm's toToml turns every number into a float).
+            figment = if file.extension().is_some_and(|e| e == "json") {
+                figment.merge(Json::file_exact(file))
+            } else {
+                figment.merge(Toml::file_exact(file))
+            };
         }
         let config: Config = figment
             .merge(Env::prefixed("REACH_").split("__").ignore(CLIENT_ENV))

@@ -56,11 +56,13 @@ async fn start() -> Tenants {
                 TokenEntry {
                     tenant: "acme".into(),
                     token_blake3: acme_hash,
+                    token_sha256: String::new(),
                     admin: false,
                 },
                 TokenEntry {
                     tenant: "globex".into(),
                     token_blake3: globex_hash,
+                    token_sha256: String::new(),
                     admin: false,
                 },
             ],

@@ -209,11 +209,13 @@ async fn backups_need_an_admin_token() {
                 TokenEntry {
                     tenant: "ops".into(),
                     token_blake3: admin_hash,
+                    token_sha256: String::new(),
                     admin: true,
                 },
                 TokenEntry {
                     tenant: "acme".into(),
                     token_blake3: user_hash,
+                    token_sha256: String::new(),
                     admin: false,
                 },
             ],

@@ -172,6 +172,7 @@ async fn import_reports_bad_lines_stops_on_failure_and_resumes() {
             tokens: vec![TokenEntry {
                 tenant: "acme".into(),
                 token_blake3: hash,
+                token_sha256: String::new(),
                 admin: false,
             }],
         }
