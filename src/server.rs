@@ -299,11 +299,10 @@ async fn maintain(slot: Arc<OnceLock<Engine<SledStore>>>, config: Config) {
     }
     loop {
         let (task, result) = tokio::select! {
-            _ = stats.tick() => ("statistics flush", engine.flush_stats().await),
+            _ = stats.tick() => ("statistics flush", flush_stats(engine).await),
             _ = routes.tick() => ("route and sender health", judge_health(engine).await),
             _ = sweep.tick() => ("silence sweep", engine.sweep_silence(Millis::now()).await.map(drop)),
             _ = housekeeping.tick() => ("housekeeping", engine.housekeeping(config.actions.retention).await),
-            _ = size.tick() => ("store size", record_store_size(engine)),
         };
         if let Err(e) = result {
             tracing::warn!(task, error = %e, "background task failed, retrying at its next tick");
@@ -311,8 +310,10 @@ async fn maintain(slot: Arc<OnceLock<Engine<SledStore>>>, config: Config) {
     }
 }
 
-/// `reach_store_size_bytes`: what sled uses on disk.
-fn record_store_size(engine: &Engine<SledStore>) -> crate::error::Result<()> {
+/// Flushes the statistics, then sets `reach_store_size_bytes` (sled's file
+/// size: a metadata call, cheap enough for every second).
+async fn flush_stats(engine: &Engine<SledStore>) -> crate::error::Result<()> {
+    engine.flush_stats().await?;
     let bytes = engine.store().size_on_disk()?;
     metrics::gauge!("reach_store_size_bytes").set(bytes as f64);
     Ok(())
