@@ -186,32 +186,27 @@ fn serve(args: ServeArgs) -> ExitCode {
     block_on(run_server(config))
 }
 
-/// Runs `work` on a multi-threaded runtime; an error is reported and exits 1.
+/// Runs `work` on a multi-threaded runtime; an error is logged, reported
+/// and exits 1.
 fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("reach: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(work) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "failed");
-            eprintln!("reach: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    run(tokio::runtime::Runtime::new(), work, true)
 }
 
 /// Runs one client subcommand on a small runtime; errors go to stderr
 /// without log noise.
 fn client(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-    {
+        .build();
+    run(runtime, work, false)
+}
+
+fn run(
+    runtime: std::io::Result<tokio::runtime::Runtime>,
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+    log: bool,
+) -> ExitCode {
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("reach: cannot start the runtime: {e}");
@@ -221,6 +216,9 @@ fn client(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCo
     match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if log {
+                tracing::error!(error = format!("{e:#}"), "failed");
+            }
             eprintln!("reach: {e:#}");
             ExitCode::FAILURE
         }

@@ -182,7 +182,10 @@ impl<S: Store> Engine<S> {
             let mut ops = Vec::new();
             let mut pending = Vec::new();
             for (&i, snapshot) in todo.iter().zip(snapshots) {
-                let prepared = self.prepare(&groups[i], snapshot, now)?;
+                let prepared = match self.prepare(&groups[i], snapshot, now) {
+                    Ok(prepared) => prepared,
+                    Err(e) => return Err(self.quarantine_corrupt(&groups[i].key, e).await),
+                };
                 match prepared.op {
                     Some(op) => {
                         self.write_deadlines(&prepared.consequences).await?;

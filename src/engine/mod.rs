@@ -147,7 +147,10 @@ impl<S: Store> Engine<S> {
         check_id("contact_id", contact_id, &self.limits)?;
         let key = ContactKey::new(tenant, contact_id);
         match self.store.get(&key).await? {
-            Some(record) => Ok(Some((record.version, decode(&key, &record.bytes)?))),
+            Some(record) => match decode(&key, &record.bytes) {
+                Ok(profile) => Ok(Some((record.version, profile))),
+                Err(e) => Err(self.quarantine_corrupt(&key, e).await),
+            },
             None => Ok(None),
         }
     }
@@ -172,7 +175,10 @@ impl<S: Store> Engine<S> {
             };
             let snapshot = self.store.load_many(&[request], now).await?.remove(0);
             let mut profile = match &snapshot.record {
-                Some(record) => decode(key, &record.bytes)?,
+                Some(record) => match decode(key, &record.bytes) {
+                    Ok(profile) => profile,
+                    Err(e) => return Err(self.quarantine_corrupt(key, e).await),
+                },
                 None => ContactProfile::default(),
             };
             let Some(result) = change(&mut profile) else {
@@ -189,6 +195,24 @@ impl<S: Store> Engine<S> {
             }
         }
         Err(Error::Contention(key.contact_id.clone()))
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// A stored profile that no longer decodes is moved aside (so the
+    /// contact is not failing forever) and the call gets the corruption
+    /// error; any other error passes through.
+    pub(crate) async fn quarantine_corrupt(&self, key: &ContactKey, error: Error) -> Error {
+        if let Error::Store(StoreError::Corrupt { reason, .. }) = &error {
+            let moved = match self.store.quarantine(key, reason).await {
+                Ok(()) => self.store.sync().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = moved {
+                tracing::error!(error = %e, "could not move a corrupt record aside");
+            }
+        }
+        error
     }
 }
 

@@ -173,6 +173,16 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a contact's record (markers stay). Returns whether it existed.
     fn delete(&self, key: &ContactKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Moves a contact's record that no longer decodes aside, for
+    /// inspection (`reach_corrupt_records_total`, the log), so that the
+    /// contact starts afresh instead of failing forever. Durable after the
+    /// next `sync`.
+    fn quarantine(
+        &self,
+        key: &ContactKey,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Stores a dead letter under `id` (overwriting one with the same id, so
     /// a redelivered request is kept once). Durable after the next `sync`.
     fn put_dead_letter(

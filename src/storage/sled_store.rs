@@ -80,6 +80,8 @@ const RECORD_PREFIX: u8 = b'p';
 const DEAD_LETTER_PREFIX: u8 = b'd';
 const SENDER_PREFIX: u8 = b's';
 const POLICY_PREFIX: u8 = b'y';
+/// `q tenant 0x00 contact 0x00 millis`: records moved aside as corrupt.
+const QUARANTINE_PREFIX: u8 = b'q';
 
 fn catalog_prefix(catalog: Catalog) -> u8 {
     match catalog {
@@ -150,16 +152,50 @@ impl SledStore {
         self.db.size_on_disk().map_err(to_store_error)
     }
 
+    /// Moves the record under `key` aside to the quarantine prefix (see
+    /// [`Store::quarantine`]); blocking. Takes no write gate: `read` calls it
+    /// from writes that hold the gate already (a second shared hold could
+    /// deadlock behind a waiting backup); the move is one atomic batch.
+    fn quarantine_now(&self, key: &ContactKey, reason: &str) -> Result<(), StoreError> {
+        let record = record_key(key);
+        let Some(raw) = self.tree.get(&record).map_err(to_store_error)? else {
+            return Ok(());
+        };
+        let mut aside = tenant_key(QUARANTINE_PREFIX, &key.tenant, &key.contact_id);
+        aside.push(0);
+        aside.extend_from_slice(&Millis::now().0.to_be_bytes());
+        // The raw bytes, then why, so the record can be studied or repaired.
+        let mut value = (raw.len() as u32).to_le_bytes().to_vec();
+        value.extend_from_slice(&raw);
+        value.extend_from_slice(reason.as_bytes());
+        let mut batch = sled::Batch::default();
+        batch.insert(aside, value);
+        batch.remove(record);
+        self.tree.apply_batch(batch).map_err(to_store_error)?;
+        metrics::counter!("reach_corrupt_records_total").increment(1);
+        tracing::error!(
+            tenant = key.tenant.as_str(),
+            reason,
+            "a stored contact record does not decode: moved aside (prefix q) and the contact starts afresh"
+        );
+        Ok(())
+    }
+
     /// The raw and decoded record under `key`.
     fn read(&self, key: &ContactKey) -> Result<Option<(IVec, StoredRecord)>, StoreError> {
         let Some(raw) = self.tree.get(record_key(key)).map_err(to_store_error)? else {
             return Ok(None);
         };
-        let record = StoredRecord::decode(&raw).map_err(|reason| StoreError::Corrupt {
-            contact: key.contact_id.clone(),
-            reason,
-        })?;
-        Ok(Some((raw, record)))
+        match StoredRecord::decode(&raw) {
+            Ok(record) => Ok(Some((raw, record))),
+            Err(reason) => {
+                self.quarantine_now(key, &reason)?;
+                Err(StoreError::Corrupt {
+                    contact: key.contact_id.clone(),
+                    reason,
+                })
+            }
+        }
     }
 
     fn in_buckets(&self, generation: u32, marker: &DedupeKey) -> Result<bool, StoreError> {
@@ -439,6 +475,11 @@ impl Store for SledStore {
                 return Ok(true);
             }
         }
+    }
+
+    async fn quarantine(&self, key: &ContactKey, reason: &str) -> Result<(), StoreError> {
+        let _writing = writing(&self.writes);
+        self.quarantine_now(key, reason)
     }
 
     async fn put_dead_letter(
