@@ -310,9 +310,24 @@ async fn maintain(slot: Arc<OnceLock<Engine<SledStore>>>, config: Config) {
     }
 }
 
-/// Flushes the statistics, then sets `reach_store_size_bytes` (sled's file
+/// Reopens the store if a flush failed and the disk takes writes again,
+/// flushes the statistics, then sets `reach_store_size_bytes` (sled's file
 /// size: a metadata call, cheap enough for every second).
 async fn flush_stats(engine: &Engine<SledStore>) -> crate::error::Result<()> {
+    if engine.store().needs_recovery() {
+        let store = engine.store().clone();
+        match tokio::task::spawn_blocking(move || store.recover_blocking()).await {
+            Ok(Ok(true)) => {
+                metrics::gauge!("reach_store_failed").set(0.0);
+                tracing::info!(
+                    "the data directory takes writes again: store reopened, writes accepted"
+                );
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "store reopen failed, retrying"),
+            Err(e) => tracing::error!(error = %e, "store reopen task failed"),
+        }
+    }
     engine.flush_stats().await?;
     let bytes = engine.store().size_on_disk()?;
     metrics::gauge!("reach_store_size_bytes").set(bytes as f64);

@@ -64,7 +64,7 @@ pub async fn backup(client: &ClientArgs, args: BackupArgs) -> anyhow::Result<()>
         "the downloaded backup differs from what the server wrote"
     );
     std::fs::rename(&partial, &args.out)?;
-    println!(
+    out!(
         "backup {}: {} entries, {} bytes, writes paused {} ms, blake3 {}",
         args.out.display(),
         summary.entries,
@@ -82,7 +82,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     };
     let config = Config::load(args.config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
     let stats = SledStore::restore(&args.backup, &config.data_dir, &config.store)?;
-    println!(
+    out!(
         "restored {} entries into {} (backup blake3 {})",
         stats.entries,
         config.data_dir.display(),

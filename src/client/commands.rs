@@ -133,7 +133,7 @@ fn table(header: &[&str]) -> Table {
 
 fn print_json<M: prost::Message>(message: &M, name: &str) -> anyhow::Result<()> {
     let value = json::to_json(message, &format!("reachability.v1.{name}"))?;
-    println!("{}", serde_json::to_string_pretty(&value)?);
+    out!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
 }
 
@@ -193,7 +193,7 @@ pub async fn best(client: &ClientArgs, args: BestArgs) -> anyhow::Result<()> {
         Some(at) => format!(", after {at}"),
         None => String::new(),
     };
-    println!(
+    out!(
         "{}: {choice}{}{when}",
         response.contact_id,
         if address.is_empty() {
@@ -202,7 +202,7 @@ pub async fn best(client: &ClientArgs, args: BestArgs) -> anyhow::Result<()> {
             format!(" to {address}")
         }
     );
-    println!("{}", response.reason);
+    out!("{}", response.reason);
     let mut rows = table(&["#", "channel", "weighted", "score", "confidence", "why"]);
     for (rank, score) in response.ranked.iter().enumerate() {
         rows.add_row(vec![
@@ -218,7 +218,7 @@ pub async fn best(client: &ClientArgs, args: BestArgs) -> anyhow::Result<()> {
             why(score),
         ]);
     }
-    println!("{rows}");
+    out!("{rows}");
     Ok(())
 }
 
@@ -237,9 +237,10 @@ pub async fn reachability(client: &ClientArgs, args: ReachabilityArgs) -> anyhow
     if args.json {
         return print_json(&response, "GetReachabilityResponse");
     }
-    println!(
+    out!(
         "{}: reached on some channel with probability {:.3}",
-        response.contact_id, response.overall_score
+        response.contact_id,
+        response.overall_score
     );
     let mut rows = table(&[
         "channel",
@@ -267,7 +268,7 @@ pub async fn reachability(client: &ClientArgs, args: ReachabilityArgs) -> anyhow
             why(score),
         ]);
     }
-    println!("{rows}");
+    out!("{rows}");
     Ok(())
 }
 
@@ -320,9 +321,9 @@ pub async fn record(client: &ClientArgs, args: RecordArgs) -> anyhow::Result<()>
         return print_json(&response, "RecordEventResponse");
     }
     if response.duplicate {
-        println!("{}: already recorded, nothing changed", response.event_id);
+        out!("{}: already recorded, nothing changed", response.event_id);
     } else {
-        println!("{}: recorded", response.event_id);
+        out!("{}: recorded", response.event_id);
     }
     Ok(())
 }
@@ -432,7 +433,7 @@ pub async fn stats(client: &ClientArgs, args: StatsArgs) -> anyhow::Result<()> {
         ]);
         rows.add_row(cells);
     }
-    println!("{rows}");
+    out!("{rows}");
     Ok(())
 }
 

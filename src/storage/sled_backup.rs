@@ -45,12 +45,13 @@ impl SledStore {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let paused = Instant::now();
+        let open = self.live()?;
         // generate_id returns the next id and advances; the restored store
         // continues after it, so no sequence number is ever reused.
-        let next_id = self.db.generate_id().map_err(to_store_error)?;
+        let next_id = open.db.generate_id().map_err(to_store_error)?;
         writer.next_id(next_id).map_err(io_error)?;
-        for name in self.db.tree_names() {
-            let tree = self.db.open_tree(&name).map_err(to_store_error)?;
+        for name in open.db.tree_names() {
+            let tree = open.db.open_tree(&name).map_err(to_store_error)?;
             writer.tree(&name).map_err(io_error)?;
             for entry in tree.iter() {
                 let (key, value) = entry.map_err(to_store_error)?;
@@ -88,6 +89,7 @@ impl SledStore {
             )));
         }
         let store = SledStore::open(dir, config)?;
+        let live = store.live()?;
         let mut tree: Option<sled::Tree> = None;
         let mut batch = sled::Batch::default();
         let mut pending = 0;
@@ -103,7 +105,7 @@ impl SledStore {
             match record {
                 BackupRecord::Tree(name) => {
                     flush(&tree, &mut batch, &mut pending)?;
-                    tree = Some(store.db.open_tree(name).map_err(to_store_error)?);
+                    tree = Some(live.db.open_tree(name).map_err(to_store_error)?);
                 }
                 BackupRecord::Entry(key, value) => {
                     batch.insert(key, value);
@@ -114,12 +116,14 @@ impl SledStore {
                 }
                 BackupRecord::File(name, content) => write_file(dir, &name, &content)?,
                 BackupRecord::NextId(next) => {
-                    while store.db.generate_id().map_err(to_store_error)? < next {}
+                    while live.db.generate_id().map_err(to_store_error)? < next {}
                 }
             }
             Ok(())
         })?;
         flush(&tree, &mut batch, &mut pending)?;
+        drop(tree);
+        drop(live);
         store.flush_blocking()?;
         Ok(stats)
     }

@@ -15,9 +15,14 @@
 
 use std::{
     path::PathBuf,
-    sync::{Arc, RwLock, RwLockReadGuard},
+    sync::{
+        Arc, RwLock, RwLockReadGuard,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
+
+use arc_swap::ArcSwapOption;
 
 use serde::{Deserialize, Serialize};
 use sled::{
@@ -61,13 +66,25 @@ impl Default for SledConfig {
 }
 
 pub struct SledStore {
+    dir: PathBuf,
+    config: SledConfig,
+    /// The open database; `None` only while it is being reopened.
+    open: ArcSwapOption<Open>,
+    /// A flush failed (disk full, read-only remount): sled refuses every
+    /// later write, so the store must be reopened once the disk takes
+    /// writes again (`recover_blocking`).
+    failed: AtomicBool,
+    /// Every write holds it shared; a backup or a reopen holds it
+    /// exclusively, so it falls between whole writes (see `sled_backup`).
+    pub(super) writes: Arc<RwLock<()>>,
+}
+
+/// One opening of the sled database.
+pub(super) struct Open {
     pub(super) db: sled::Db,
     tree: sled::Tree,
     layout: Arc<MarkerLayout>,
     group: GroupCommit,
-    /// Every write holds it shared; a backup holds it exclusively, so its
-    /// snapshot falls between whole writes (see `sled_backup`).
-    pub(super) writes: Arc<RwLock<()>>,
 }
 
 /// Shared hold on the write gate. A poisoned lock only means a writer
@@ -121,35 +138,136 @@ fn record_key(key: &ContactKey) -> Vec<u8> {
 impl SledStore {
     /// Opens (or creates) the store in `dir`. Blocking: sled recovers its log here.
     pub fn open(dir: impl Into<PathBuf>, config: &SledConfig) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        let open = Open::start(&dir, config)?;
+        Ok(SledStore {
+            dir,
+            config: config.clone(),
+            open: ArcSwapOption::from_pointee(open),
+            failed: AtomicBool::new(false),
+            writes: Arc::new(RwLock::new(())),
+        })
+    }
+
+    /// The open database, or UNAVAILABLE while it is being reopened.
+    pub(super) fn live(&self) -> Result<Arc<Open>, StoreError> {
+        self.open.load_full().ok_or_else(|| {
+            StoreError::Unavailable(
+                "the store is reopening after a failed write to disk; retry shortly".into(),
+            )
+        })
+    }
+
+    /// Flushes everything to disk, blocking the calling thread.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.live()?.db.flush().map(drop).map_err(to_store_error)
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.live()?.db.size_on_disk().map_err(to_store_error)
+    }
+
+    /// Whether a flush failed and the store waits to be reopened.
+    pub fn needs_recovery(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// After a failed flush sled refuses every write until it is reopened.
+    /// Once the data directory takes writes again (a probe file of
+    /// `PROBE_BYTES` is written and synced), this waits for writes in
+    /// flight, closes the database and opens it again: what was
+    /// acknowledged is on disk, what failed was never acknowledged. Reads
+    /// go on from the old opening until the swap. Blocking; returns whether
+    /// it reopened.
+    pub fn recover_blocking(&self) -> Result<bool, StoreError> {
+        if !self.needs_recovery() || !probe_writable(&self.dir) {
+            return Ok(false);
+        }
+        // Writers hold the gate while they use the opening, so once it is
+        // held exclusively none is mid-write; after the swap new calls get
+        // UNAVAILABLE. The gate is let go before waiting, so the marker
+        // expiry (which takes it per chunk) can finish and let go too.
+        let old = {
+            let _all = self
+                .writes
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.open.swap(None)
+        };
+        if let Some(mut old) = old {
+            // Readers finish with the old opening before it closes: sled
+            // holds a lock on its directory.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(open) => {
+                        drop(open);
+                        break;
+                    }
+                    Err(still_used) if std::time::Instant::now() < deadline => {
+                        old = still_used;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(still_used) => {
+                        self.open.store(Some(still_used));
+                        return Err(StoreError::Unavailable(
+                            "cannot reopen the store: still in use".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let open = Open::start(&self.dir, &self.config)?;
+        self.open.store(Some(Arc::new(open)));
+        self.failed.store(false, Ordering::SeqCst);
+        Ok(true)
+    }
+}
+
+/// Bytes the data directory must take before a reopen is tried.
+const PROBE_BYTES: usize = 4 << 20;
+
+fn probe_writable(dir: &std::path::Path) -> bool {
+    use std::io::Write;
+    let path = dir.join(".reach-probe");
+    let written = std::fs::File::create(&path).and_then(|mut file| {
+        file.write_all(&vec![0u8; PROBE_BYTES])?;
+        file.sync_all()
+    });
+    let _ = std::fs::remove_file(&path);
+    written.is_ok()
+}
+
+impl Open {
+    fn start(dir: &std::path::Path, config: &SledConfig) -> Result<Self, StoreError> {
         let db = sled::Config::new()
-            .path(dir.into())
+            .path(dir)
             .cache_capacity(config.cache_capacity_mib.saturating_mul(1024 * 1024))
             .open()
             .map_err(to_store_error)?;
         let tree = db.open_tree("reach").map_err(to_store_error)?;
         let layout = MarkerLayout::open(&tree, config.dedupe_window).map_err(to_store_error)?;
         let flush_db = db.clone();
+        // sled's flush on Linux ends in sync_file_range, which makes the
+        // written pages durable but not the file's growth (its size and
+        // extents): a log that grew since the last fsync of sled's own
+        // background flusher (every 500 ms) could lose acknowledged writes
+        // to a power cut or a journal abort. fdatasync of the log file, on
+        // any descriptor of it, makes them durable too.
+        let log = std::fs::File::open(dir.join("db"))
+            .map_err(|e| StoreError::Unavailable(format!("opening sled's log file: {e}")))?;
         let group = GroupCommit::start("reach-flusher", move || {
-            flush_db.flush().map(drop).map_err(|e| e.to_string())
+            flush_db.flush().map_err(|e| e.to_string())?;
+            log.sync_data().map_err(|e| format!("i/o error: {e}"))
         })
         .map_err(|e| StoreError::Internal(format!("cannot start the flusher: {e}")))?;
-        Ok(SledStore {
+        Ok(Open {
             db,
             tree,
             layout: Arc::new(layout),
             group,
-            writes: Arc::new(RwLock::new(())),
         })
-    }
-
-    /// Flushes everything to disk, blocking the calling thread.
-    pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        self.db.flush().map(drop).map_err(to_store_error)
-    }
-
-    /// Bytes sled uses on disk.
-    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.db.size_on_disk().map_err(to_store_error)
     }
 
     /// Moves the record under `key` aside to the quarantine prefix (see
@@ -401,16 +519,17 @@ impl Store for SledStore {
         requests: &[LoadRequest],
         now: Millis,
     ) -> Result<Vec<Snapshot>, StoreError> {
-        let live = self.layout.live_range(now);
+        let s = self.live()?;
+        let live = s.layout.live_range(now);
         let mut snapshots = Vec::with_capacity(requests.len());
         for request in requests {
-            let record = self.read(&request.key)?.map(|(_, record)| record);
+            let record = s.read(&request.key)?.map(|(_, record)| record);
             let mut seen = Vec::with_capacity(request.markers.len());
             for marker in &request.markers {
                 let mut found = record.as_ref().is_some_and(|r| r.holds(&live, marker));
                 if !found && let Some(r) = &record {
                     for generation in r.spilled_in(&live) {
-                        if self.in_buckets(generation, marker)? {
+                        if s.in_buckets(generation, marker)? {
                             found = true;
                             break;
                         }
@@ -433,7 +552,8 @@ impl Store for SledStore {
     }
 
     async fn get(&self, key: &ContactKey) -> Result<Option<Record>, StoreError> {
-        Ok(self.read(key)?.and_then(|(_, r)| {
+        let s = self.live()?;
+        Ok(s.read(key)?.and_then(|(_, r)| {
             r.profile.map(|bytes| Record {
                 version: r.version,
                 bytes,
@@ -447,19 +567,21 @@ impl Store for SledStore {
         now: Millis,
     ) -> Result<Vec<Commit>, StoreError> {
         let _writing = writing(&self.writes);
+        let s = self.live()?;
         match ops.len() {
             0 => Ok(Vec::new()),
-            1 => Ok(vec![self.commit_one(ops.remove(0), now)?]),
-            _ => self.commit_in_transaction(ops, now),
+            1 => Ok(vec![s.commit_one(ops.remove(0), now)?]),
+            _ => s.commit_in_transaction(ops, now),
         }
     }
 
     async fn delete(&self, key: &ContactKey) -> Result<bool, StoreError> {
+        let s = self.live()?;
         // Erasure keeps a tombstone with the markers: a compare-and-swap loop
         // against concurrent writers of the same contact.
         let _writing = writing(&self.writes);
         loop {
-            let Some((raw, mut record)) = self.read(key)? else {
+            let Some((raw, mut record)) = s.read(key)? else {
                 return Ok(false);
             };
             if record.profile.is_none() {
@@ -467,7 +589,7 @@ impl Store for SledStore {
             }
             record.profile = None;
             record.version = record.version.wrapping_add(1);
-            let swapped = self
+            let swapped = s
                 .tree
                 .compare_and_swap(record_key(key), Some(raw), Some(record.encode()))
                 .map_err(to_store_error)?;
@@ -479,7 +601,8 @@ impl Store for SledStore {
 
     async fn quarantine(&self, key: &ContactKey, reason: &str) -> Result<(), StoreError> {
         let _writing = writing(&self.writes);
-        self.quarantine_now(key, reason)
+        let s = self.live()?;
+        s.quarantine_now(key, reason)
     }
 
     async fn put_dead_letter(
@@ -489,7 +612,8 @@ impl Store for SledStore {
         value: &[u8],
     ) -> Result<(), StoreError> {
         let _writing = writing(&self.writes);
-        self.tree
+        let s = self.live()?;
+        s.tree
             .insert(tenant_key(DEAD_LETTER_PREFIX, tenant, id), value)
             .map(drop)
             .map_err(to_store_error)
@@ -501,6 +625,7 @@ impl Store for SledStore {
         after: &str,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let s = self.live()?;
         let prefix = tenant_key(DEAD_LETTER_PREFIX, tenant, "");
         let mut start = tenant_key(DEAD_LETTER_PREFIX, tenant, after);
         if !after.is_empty() {
@@ -508,7 +633,7 @@ impl Store for SledStore {
             start.push(0);
         }
         let mut letters = Vec::new();
-        for entry in self.tree.range(start..) {
+        for entry in s.tree.range(start..) {
             let (key, value) = entry.map_err(to_store_error)?;
             let Some(id) = key.strip_prefix(prefix.as_slice()) else {
                 break;
@@ -523,7 +648,8 @@ impl Store for SledStore {
 
     async fn delete_dead_letter(&self, tenant: &Tenant, id: &str) -> Result<bool, StoreError> {
         let _writing = writing(&self.writes);
-        let old = self
+        let s = self.live()?;
+        let old = s
             .tree
             .remove(tenant_key(DEAD_LETTER_PREFIX, tenant, id))
             .map_err(to_store_error)?;
@@ -538,7 +664,8 @@ impl Store for SledStore {
         value: &[u8],
     ) -> Result<(), StoreError> {
         let _writing = writing(&self.writes);
-        self.tree
+        let s = self.live()?;
+        s.tree
             .insert(tenant_key(catalog_prefix(catalog), tenant, id), value)
             .map(drop)
             .map_err(to_store_error)
@@ -550,7 +677,8 @@ impl Store for SledStore {
         tenant: &Tenant,
         id: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.tree
+        let s = self.live()?;
+        s.tree
             .get(tenant_key(catalog_prefix(catalog), tenant, id))
             .map(|v| v.map(|v| v.to_vec()))
             .map_err(to_store_error)
@@ -561,8 +689,9 @@ impl Store for SledStore {
         catalog: Catalog,
         tenant: &Tenant,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let s = self.live()?;
         let prefix = tenant_key(catalog_prefix(catalog), tenant, "");
-        self.tree
+        s.tree
             .scan_prefix(&prefix)
             .map(|entry| {
                 let (key, value) = entry.map_err(to_store_error)?;
@@ -574,7 +703,8 @@ impl Store for SledStore {
 
     async fn add_stats(&self, deltas: Vec<StatDelta>) -> Result<(), StoreError> {
         let _writing = writing(&self.writes);
-        intelligence::add_stats(&self.tree, deltas)
+        let s = self.live()?;
+        intelligence::add_stats(&s.tree, deltas)
     }
 
     async fn day_stats(
@@ -583,7 +713,8 @@ impl Store for SledStore {
         from: u32,
         to: u32,
     ) -> Result<Vec<(u32, Dims, StatCell)>, StoreError> {
-        intelligence::day_stats(&self.tree, tenant, from, to)
+        let s = self.live()?;
+        intelligence::day_stats(&s.tree, tenant, from, to)
     }
 
     async fn minute_stats(
@@ -591,26 +722,31 @@ impl Store for SledStore {
         from: u32,
         to: u32,
     ) -> Result<Vec<(Tenant, u32, Dims, StatCell)>, StoreError> {
-        intelligence::minute_stats(&self.tree, from, to)
+        let s = self.live()?;
+        intelligence::minute_stats(&s.tree, from, to)
     }
 
     async fn trim_minute_stats(&self, before: u32) -> Result<usize, StoreError> {
         let _writing = writing(&self.writes);
-        intelligence::trim_minute_stats(&self.tree, before)
+        let s = self.live()?;
+        intelligence::trim_minute_stats(&s.tree, before)
     }
 
     async fn put_deadline(&self, deadline: &Deadline) -> Result<(), StoreError> {
         let _writing = writing(&self.writes);
-        intelligence::put_deadline(&self.tree, deadline)
+        let s = self.live()?;
+        intelligence::put_deadline(&s.tree, deadline)
     }
 
     async fn due_deadlines(&self, now: Millis, limit: usize) -> Result<Vec<Deadline>, StoreError> {
-        intelligence::due_deadlines(&self.tree, now, limit)
+        let s = self.live()?;
+        intelligence::due_deadlines(&s.tree, now, limit)
     }
 
     async fn delete_deadline(&self, deadline: &Deadline) -> Result<(), StoreError> {
         let _writing = writing(&self.writes);
-        intelligence::delete_deadline(&self.tree, deadline)
+        let s = self.live()?;
+        intelligence::delete_deadline(&s.tree, deadline)
     }
 
     async fn append_actions(
@@ -619,7 +755,8 @@ impl Store for SledStore {
         actions: &[(Millis, Vec<u8>)],
     ) -> Result<Vec<u64>, StoreError> {
         let _writing = writing(&self.writes);
-        intelligence::append_actions(&self.db, &self.tree, tenant, actions)
+        let s = self.live()?;
+        intelligence::append_actions(&s.db, &s.tree, tenant, actions)
     }
 
     async fn actions_after(
@@ -628,31 +765,40 @@ impl Store for SledStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Millis, Vec<u8>)>, StoreError> {
-        intelligence::actions_after(&self.tree, tenant, after, limit)
+        let s = self.live()?;
+        intelligence::actions_after(&s.tree, tenant, after, limit)
     }
 
     async fn trim_actions(&self, before: Millis) -> Result<usize, StoreError> {
         let _writing = writing(&self.writes);
-        intelligence::trim_actions(&self.tree, before)
+        let s = self.live()?;
+        intelligence::trim_actions(&s.tree, before)
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
-        self.group.sync().await.map_err(StoreError::Unavailable)
+        let s = self.live()?;
+        let synced = s.group.sync().await.map_err(StoreError::Unavailable);
+        if synced.is_err() && !self.failed.swap(true, Ordering::SeqCst) {
+            metrics::gauge!("reach_store_failed").set(1.0);
+            tracing::error!(
+                "a flush to disk failed: writes are refused (UNAVAILABLE) until the data directory takes writes again, then the store reopens by itself"
+            );
+        }
+        synced
     }
 
     async fn expire_markers(&self, now: Millis) -> Result<usize, StoreError> {
-        let (tree, layout, gate) = (self.tree.clone(), self.layout.clone(), self.writes.clone());
-        tokio::task::spawn_blocking(move || expire(&tree, &layout, &gate, now))
+        // The task holds the opening itself (not a tree handle), so that a
+        // reopen waits for it.
+        let (s, gate) = (self.live()?, self.writes.clone());
+        tokio::task::spawn_blocking(move || expire(&s.tree, &s.layout, &gate, now))
             .await
             .map_err(|e| StoreError::Internal(format!("expiry task failed: {e}")))?
     }
 
     async fn close(&self) -> Result<(), StoreError> {
-        self.db
-            .flush_async()
-            .await
-            .map(drop)
-            .map_err(to_store_error)
+        let s = self.live()?;
+        s.db.flush_async().await.map(drop).map_err(to_store_error)
     }
 }
 
@@ -809,11 +955,11 @@ mod tests {
                 .await
                 .seen[0]
         );
-        assert!(s.tree.scan_prefix([b'm']).count() > 0);
+        assert!(s.live().unwrap().tree.scan_prefix([b'm']).count() > 0);
         let much_later = Millis(t0.0 + 40 * DAY);
         assert_eq!(s.expire_markers(much_later).await.unwrap(), 1);
         assert_eq!(
-            s.tree.scan_prefix([b'm']).count(),
+            s.live().unwrap().tree.scan_prefix([b'm']).count(),
             0,
             "bucket keys dropped whole"
         );

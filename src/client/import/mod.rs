@@ -253,11 +253,11 @@ fn summarize(
     rejected_path: &Path,
 ) -> anyhow::Result<()> {
     if args.json {
-        println!("{}", serde_json::to_string_pretty(totals)?);
+        out!("{}", serde_json::to_string_pretty(totals)?);
         return Ok(());
     }
     let secs = elapsed.as_secs_f64();
-    println!(
+    out!(
         "imported {}: {} lines, {} recorded, {} duplicates, {} dead-lettered, {} rejected",
         args.file.display(),
         totals.lines,
@@ -266,12 +266,12 @@ fn summarize(
         totals.dead_lettered,
         totals.rejected
     );
-    println!(
+    out!(
         "this run: {sent} lines in {secs:.1}s ({:.0}/s)",
         sent as f64 / secs.max(1e-3)
     );
     if totals.rejected > 0 {
-        println!("rejected lines: {}", rejected_path.display());
+        out!("rejected lines: {}", rejected_path.display());
     }
     Ok(())
 }
