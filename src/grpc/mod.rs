@@ -12,5 +12,6 @@ mod service;
 mod status;
 
 pub use admin::AdminApi;
-pub use convert::{millis_from, status_to as status_to_proto, timestamp};
+pub use convert::{event_from, millis_from, status_to as status_to_proto, timestamp};
+pub use providers::request_from;
 pub use service::ReachabilityApi;

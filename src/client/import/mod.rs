@@ -26,8 +26,8 @@ use tonic::Code;
 
 pub use checkpoint::Totals;
 use checkpoint::{Checkpoint, fingerprint};
-pub use source::Format;
-use source::{Item, Payload, Source};
+pub use source::{Format, Payload, parse_bytes};
+use source::{Item, Source};
 
 use crate::{
     client::{

@@ -175,6 +175,38 @@ impl Source {
     }
 }
 
+/// Every item of `bytes` read as a whole file of `format`: the same parsing
+/// as an import, without a file (for the fuzz targets).
+pub fn parse_bytes(
+    format: Format,
+    provider: Option<&str>,
+    bytes: &[u8],
+) -> Vec<Result<Payload, String>> {
+    match format {
+        Format::Jsonl => bytes
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .map(|line| match std::str::from_utf8(line) {
+                Ok(text) => json_payload(text.trim(), provider),
+                Err(e) => Err(format!("not UTF-8: {e}")),
+            })
+            .collect(),
+        Format::Csv => {
+            let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
+            let Ok(headers) = reader.headers().cloned() else {
+                return vec![Err("no CSV header".into())];
+            };
+            reader
+                .records()
+                .map(|record| match record {
+                    Ok(record) => csv_payload(&headers, &record, provider),
+                    Err(e) => Err(format!("CSV: {e}")),
+                })
+                .collect()
+        }
+    }
+}
+
 fn provider_request(provider: &str, content_type: &str, body: Vec<u8>) -> Payload {
     Payload::Provider(proto::ProviderEventRequest {
         provider: provider.to_string(),
