@@ -225,6 +225,30 @@ impl SledStore {
     }
 }
 
+/// Opens sled, waiting up to 2 s for its directory lock: right after a
+/// previous opening in this process closed (a reopen, a test), sled's I/O
+/// threads may still be letting go of it.
+fn open_db(dir: &std::path::Path, config: &SledConfig) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(config.cache_capacity_mib.saturating_mul(1024 * 1024))
+            .open();
+        match opened {
+            // sled reports its lock as an `Other` error with this text (its
+            // own tests block on the lock for the same reason).
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.map_err(to_store_error),
+        }
+    }
+}
+
 /// Bytes the data directory must take before a reopen is tried.
 const PROBE_BYTES: usize = 4 << 20;
 
@@ -241,11 +265,7 @@ fn probe_writable(dir: &std::path::Path) -> bool {
 
 impl Open {
     fn start(dir: &std::path::Path, config: &SledConfig) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(config.cache_capacity_mib.saturating_mul(1024 * 1024))
-            .open()
-            .map_err(to_store_error)?;
+        let db = open_db(dir, config)?;
         let tree = db.open_tree("reach").map_err(to_store_error)?;
         let layout = MarkerLayout::open(&tree, config.dedupe_window).map_err(to_store_error)?;
         let flush_db = db.clone();
