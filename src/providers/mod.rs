@@ -41,6 +41,11 @@ const BUILT_IN: [(&str, &str); 13] = [
     ("apns", include_str!("tables/apns.toml")),
 ];
 
+/// The providers reach has a built-in table for.
+pub fn built_in_providers() -> impl Iterator<Item = &'static str> {
+    BUILT_IN.iter().map(|(name, _)| *name)
+}
+
 /// Settings of the translation layer (`[providers]` in the config file).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
