@@ -116,6 +116,9 @@ pub async fn serve_with(
     // One limit across all connections, and shedding rather than queueing
     // past it: an overloaded server answers RESOURCE_EXHAUSTED at once.
     let limits = tower::ServiceBuilder::new()
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_to_status,
+        ))
         .layer(crate::grpc::request_metrics::RequestMetricsLayer)
         .layer(tower::load_shed::LoadShedLayer::new())
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
@@ -182,6 +185,21 @@ pub async fn serve_with(
         tracing::info!("store flushed, bye");
     }
     Ok(())
+}
+
+/// A handler that panics answers INTERNAL (and is logged and counted)
+/// instead of resetting the client's stream.
+fn panic_to_status(
+    panic: Box<dyn std::any::Any + Send + 'static>,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    metrics::counter!("reach_panics_total").increment(1);
+    tracing::error!(panic = what, "a call panicked; answered INTERNAL");
+    tonic::Status::internal("internal error, see the server log").into_http()
 }
 
 /// Accepted connections with Nagle off: gRPC writes small frames and waits
@@ -338,4 +356,35 @@ async fn flush_stats(engine: &Engine<SledStore>) -> crate::error::Result<()> {
 async fn judge_health(engine: &Engine<SledStore>) -> crate::error::Result<()> {
     engine.judge_routes().await?;
     engine.judge_senders().await
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::{Service, ServiceBuilder, ServiceExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_call_answers_internal() {
+        let mut service = ServiceBuilder::new()
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                panic_to_status,
+            ))
+            .service_fn(|_: http::Request<()>| async {
+                if true {
+                    panic!("boom");
+                }
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<
+                    bytes::Bytes,
+                >::default()))
+            });
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(http::Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["grpc-status"], "13");
+    }
 }

@@ -69,8 +69,20 @@ async fn requests_events_duplicates_and_flushes_are_counted() {
     );
     assert_eq!(value(&text, "reach_events_duplicate_total"), 1.0);
     assert!(value(&text, "reach_store_flush_seconds_count") >= 1.0);
-    assert!(
-        value(&text, "reach_store_size_bytes") > 0.0,
-        "store size gauge"
-    );
+    // The gauge is refreshed every second, after the statistics flush.
+    let size_of = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("reach_store_size_bytes "))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let mut size = size_of(&text);
+    for _ in 0..50 {
+        if size > 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        size = size_of(&http_get(server.admin, "/metrics").await.1);
+    }
+    assert!(size > 0.0, "store size gauge");
 }
