@@ -26,10 +26,10 @@ use crate::{
     grpc::ReachabilityApi,
     proto::{self, reachability_service_server::ReachabilityServiceServer},
     providers::Providers,
-    storage::{SledStore, Store as _},
+    storage::{Backend, Store as _},
 };
 
-type Api = ReachabilityServiceServer<ReachabilityApi<SledStore>>;
+type Api = ReachabilityServiceServer<ReachabilityApi<Backend>>;
 
 /// The sockets reach serves on, bound by the caller (port 0 in tests).
 pub struct Listeners {
@@ -230,29 +230,26 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
 async fn open_store(
     config: Config,
     providers: Arc<Providers>,
-    slot: Arc<OnceLock<Engine<SledStore>>>,
+    slot: Arc<OnceLock<Engine<Backend>>>,
     health: HealthReporter,
     ready: Arc<AtomicBool>,
     failed: oneshot::Sender<anyhow::Error>,
 ) -> Option<JoinHandle<()>> {
-    let dir = config.data_dir.clone();
-    let store_config = config.store.clone();
-    let opened = tokio::task::spawn_blocking(move || SledStore::open(&dir, &store_config)).await;
-    let store = match opened {
-        Ok(Ok(store)) => Arc::new(store),
-        Ok(Err(e)) => {
-            let _ = failed.send(
-                anyhow::Error::new(e)
-                    .context(format!("opening store in {}", config.data_dir.display())),
-            );
-            return None;
-        }
+    let store = match Backend::open(config.data_dir.clone(), &config.store).await {
+        Ok(store) => Arc::new(store),
         Err(e) => {
-            let _ = failed.send(anyhow::anyhow!("store opener panicked: {e}"));
+            let where_ = match store_kind(&config) {
+                "sled" => format!("opening store in {}", config.data_dir.display()),
+                _ => format!(
+                    "connecting to the Redis Cluster {:?}",
+                    config.store.redis.nodes
+                ),
+            };
+            let _ = failed.send(anyhow::Error::new(e).context(where_));
             return None;
         }
     };
-    let key = match config.address_key() {
+    let key = match address_key(&config, &store).await {
         Ok(key) => key,
         Err(e) => {
             let _ = failed.send(anyhow::anyhow!("address hash key: {e}"));
@@ -269,8 +266,40 @@ async fn open_store(
     }
     set_health(&health, ServingStatus::Serving).await;
     ready.store(true, Ordering::SeqCst);
-    tracing::info!(data_dir = %config.data_dir.display(), "store open, serving");
+    tracing::info!(
+        store = store_kind(&config),
+        data_dir = %config.data_dir.display(),
+        "store open, serving"
+    );
     Some(tokio::spawn(maintain(slot, config)))
+}
+
+fn store_kind(config: &Config) -> &'static str {
+    match config.store.backend {
+        crate::storage::BackendKind::Sled => "sled",
+        crate::storage::BackendKind::Redis => "redis",
+    }
+}
+
+/// The address hash key: from the config or the data directory (sled);
+/// on Redis, replicas must agree, so a key not set in the config is the
+/// one stored in the cluster (the first replica to start stores its own).
+async fn address_key(
+    config: &Config,
+    store: &Backend,
+) -> Result<crate::domain::address::AddressKey, String> {
+    match store.redis() {
+        Some(redis) if config.addresses.hash_key.is_empty() => {
+            let candidate =
+                crate::domain::address::AddressKey::new(crate::domain::address::random_key());
+            let hex = redis
+                .shared_address_key(&candidate.to_hex())
+                .await
+                .map_err(|e| e.to_string())?;
+            crate::domain::address::AddressKey::from_hex(&hex)
+        }
+        _ => config.address_key(),
+    }
 }
 
 /// Re-reads the provider tables on every SIGHUP; a bad table leaves the
@@ -299,7 +328,7 @@ async fn reload_on_sighup(providers: Arc<Providers>) {
 
 /// The engine's periodic work: statistics every second, routes, the silence
 /// sweep and housekeeping at their configured intervals.
-async fn maintain(slot: Arc<OnceLock<Engine<SledStore>>>, config: Config) {
+async fn maintain(slot: Arc<OnceLock<Engine<Backend>>>, config: Config) {
     let Some(engine) = slot.get() else { return };
     let mut stats = tokio::time::interval(Duration::from_secs(1));
     let mut routes = tokio::time::interval(config.route_health.evaluate_every);
@@ -331,10 +360,14 @@ async fn maintain(slot: Arc<OnceLock<Engine<SledStore>>>, config: Config) {
 /// Reopens the store if a flush failed and the disk takes writes again,
 /// flushes the statistics, then sets `reach_store_size_bytes` (sled's file
 /// size: a metadata call, cheap enough for every second).
-async fn flush_stats(engine: &Engine<SledStore>) -> crate::error::Result<()> {
-    if engine.store().needs_recovery() {
+async fn flush_stats(engine: &Engine<Backend>) -> crate::error::Result<()> {
+    let Some(sled) = engine.store().sled() else {
+        return engine.flush_stats().await;
+    };
+    if sled.needs_recovery() {
         let store = engine.store().clone();
-        match tokio::task::spawn_blocking(move || store.recover_blocking()).await {
+        let recover = move || store.sled().map_or(Ok(false), |s| s.recover_blocking());
+        match tokio::task::spawn_blocking(recover).await {
             Ok(Ok(true)) => {
                 metrics::gauge!("reach_store_failed").set(0.0);
                 tracing::info!(
@@ -347,13 +380,16 @@ async fn flush_stats(engine: &Engine<SledStore>) -> crate::error::Result<()> {
         }
     }
     engine.flush_stats().await?;
-    let bytes = engine.store().size_on_disk()?;
+    let bytes = sled.size_on_disk()?;
     metrics::gauge!("reach_store_size_bytes").set(bytes as f64);
     Ok(())
 }
 
 /// Route health, then sender health, on the route-health schedule.
-async fn judge_health(engine: &Engine<SledStore>) -> crate::error::Result<()> {
+async fn judge_health(engine: &Engine<Backend>) -> crate::error::Result<()> {
+    if engine.store().redis().is_some() {
+        engine.reload_shared_stats().await?;
+    }
     engine.judge_routes().await?;
     engine.judge_senders().await
 }

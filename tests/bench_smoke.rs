@@ -34,3 +34,76 @@ fn the_bench_harness_runs_end_to_end() {
         assert!(stdout.contains(figure), "missing {figure}:\n{stdout}");
     }
 }
+
+#[test]
+fn the_soak_runs_and_reports_its_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_reach"))
+        .args([
+            "bench",
+            "soak",
+            "--contacts",
+            "1000",
+            "--events-per-contact",
+            "5",
+        ])
+        .args(["--probe", "1s", "--settle", "500ms", "--duration", "2s"])
+        .args(["--window", "1s", "--work-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for figure in ["| server RSS MiB |", "| p99 ms |", "| store MiB |"] {
+        assert!(stdout.contains(figure), "missing {figure}:\n{stdout}");
+    }
+    // Two one-second windows, each with calls at the offered rate.
+    let windows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| 0.")).collect();
+    assert_eq!(windows.len(), 2, "{stdout}");
+    for row in windows {
+        let calls: f64 = row.split('|').nth(2).unwrap().trim().parse().unwrap();
+        assert!(calls > 0.0, "{row}");
+    }
+}
+
+#[test]
+fn the_redis_comparison_runs_end_to_end() {
+    if !reach::bench::redis_cluster::available() {
+        assert!(std::env::var_os("CI").is_none(), "CI must run it");
+        eprintln!("notice: redis-server is not installed: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_reach"))
+        .args(["bench", "redis", "--contacts", "200", "--rounds", "1"])
+        .args([
+            "--duration",
+            "300ms",
+            "--warmup",
+            "100ms",
+            "--raw-requests",
+            "2000",
+        ])
+        .args(["--connections", "1", "--in-flight", "4", "--work-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for call in ["| GetBestChannel |", "| RecordEvent |"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(call))
+            .unwrap_or_else(|| panic!("no row {call}:\n{stdout}"));
+        let redis: f64 = row.split('|').nth(3).unwrap().trim().parse().unwrap();
+        assert!(redis > 0.0, "{row}");
+    }
+}

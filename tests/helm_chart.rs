@@ -82,6 +82,12 @@ async fn the_chart_validates_and_its_config_and_token_run() {
         let full = std::fs::read_to_string(out.path().join("full.kinds")).unwrap();
         assert!(full.contains(kind), "{full}");
     }
+    // Redis mode: stateless replicas, no volume.
+    let redis = std::fs::read_to_string(out.path().join("redis.kinds")).unwrap();
+    for kind in ["Deployment/reach", "HorizontalPodAutoscaler/reach"] {
+        assert!(redis.contains(kind), "{redis}");
+    }
+    assert!(!redis.contains("StatefulSet"), "{redis}");
 
     // Both renderings' config files and token lists are accepted by reach.
     for name in ["default", "full"] {
@@ -104,6 +110,12 @@ async fn the_chart_validates_and_its_config_and_token_run() {
         );
         assert!(text.contains("listen = \"0.0.0.0:50051\""), "{text}");
         assert!(text.contains("[[auth.tokens]]"), "{text}");
+    }
+
+    // The Redis rendering serves from a real cluster, its node list coming
+    // from the Secret's environment variable as in the pod.
+    if common::redis_or_skip() {
+        serve_redis_rendering(out.path()).await;
     }
 
     // The default install's generated token authenticates, nothing else does.
@@ -138,4 +150,45 @@ async fn the_chart_validates_and_its_config_and_token_run() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"));
     let anonymous = call(None);
     assert!(!anonymous.status.success());
+}
+
+async fn serve_redis_rendering(out: &std::path::Path) {
+    let nodes = format!("{:?}", common::test_cluster().urls());
+    let tokens = std::fs::read_to_string(out.join("redis.tokens")).unwrap();
+    let token = std::fs::read_to_string(out.join("redis.token")).unwrap();
+    let config = out.join("redis.config.json");
+    let data = tempfile::tempdir().unwrap();
+    let server = ProcessServer::start_with_env(
+        data.path(),
+        &[
+            ("REACH_CONFIG", config.to_str().unwrap()),
+            ("REACH_AUTH__TOKENS", tokens.as_str()),
+            ("REACH_STORE__REDIS__NODES", nodes.as_str()),
+        ],
+    )
+    .await;
+    let url = format!("http://{}", server.addr);
+    let recorded = reach(
+        &[
+            "record",
+            "--contact",
+            "alice",
+            "--channel",
+            "sms",
+            "--status",
+            "delivered",
+            "--event-id",
+            "e1",
+        ],
+        &[
+            ("REACH_SERVER", url.as_str()),
+            ("REACH_TOKEN", token.trim()),
+        ],
+    );
+    assert!(
+        recorded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    drop(server);
 }

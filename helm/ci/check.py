@@ -84,15 +84,18 @@ def main():
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     full = yaml.safe_load((ROOT / "ci" / "full-values.yaml").read_text())
+    redis = yaml.safe_load((ROOT / "ci" / "redis-values.yaml").read_text())
     failed = False
-    for name, values in [("default", {}), ("full", full)]:
+    for name, values in [("default", {}), ("full", full), ("redis", redis)]:
         problems, _ = run(name, values, args.out)
         for p in problems:
             print(f"{name}: {p}", file=sys.stderr)
         failed |= bool(problems)
     # The schema must refuse what the chart cannot deploy.
     for bad in [{"tls": {"enabled": True}}, {"auth": {"tokens": [{"tenant": "Acme!", "tokenBlake3": "x"}]}},
-                {"service": {"grpcPort": 0, "adminPort": 9464}}, {"replicas": 3}]:
+                {"service": {"grpcPort": 0, "adminPort": 9464}}, {"replicas": 3},
+                {"store": {"backend": "redis"}}, {"store": {"backend": "cassandra"}},
+                {"store": {"backend": "redis", "redis": {"nodes": ["10.0.0.1:6379"]}}}]:
         try:
             helm_python.Chart.load(str(CHART)).validate_schema(bad)
             print(f"schema accepted bad values {bad}", file=sys.stderr)

@@ -79,6 +79,11 @@ impl ServerProcess {
         proc_status_kib(self.child.id(), "VmHWM:").map(|kib| kib * 1024)
     }
 
+    /// Resident set size now (VmRSS), in bytes.
+    pub fn rss(&self) -> Option<u64> {
+        proc_status_kib(self.child.id(), "VmRSS:").map(|kib| kib * 1024)
+    }
+
     /// Graceful stop (SIGTERM), waiting for the exit.
     pub fn stop(mut self) -> anyhow::Result<()> {
         Command::new("kill")

@@ -12,9 +12,12 @@ pub mod child;
 mod echo;
 mod load;
 mod preload;
+pub mod redis_cluster;
+mod redis_compare;
 mod report;
 mod run;
 mod scenarios;
+mod soak;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -23,11 +26,19 @@ use clap::{Args, Subcommand};
 pub use load::Load;
 pub use run::RunSpec;
 pub use scenarios::Scenario;
+pub use soak::SoakSpec;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Preload stores if needed, then measure every scenario against its baseline.
     Run(RunArgs),
+    /// A long mixed run at a fraction of the measured maximum throughput:
+    /// RSS, store size and p99 per window, and their drift.
+    Soak(SoakArgs),
+    /// reach on a local Redis Cluster vs reach on sled vs redis-benchmark
+    /// GET/SET on the same cluster (needs redis-server, redis-cli and
+    /// redis-benchmark).
+    Redis(RedisArgs),
     /// Write N contacts with realistic histories into a store directory.
     Preload {
         #[arg(long)]
@@ -97,6 +108,97 @@ pub struct RunArgs {
     report: Option<PathBuf>,
 }
 
+#[derive(Args, Debug)]
+pub struct RedisArgs {
+    /// Scratch space (the sled store of the comparison, a config file).
+    #[arg(long, default_value = "./reach-bench")]
+    work_dir: PathBuf,
+    /// Contacts written to both stores before reads are measured.
+    #[arg(long, default_value_t = 20_000)]
+    contacts: u64,
+    #[arg(long, default_value_t = 4)]
+    events_per_contact: usize,
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
+    #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Requests per redis-benchmark test.
+    #[arg(long, default_value_t = 200_000)]
+    raw_requests: u64,
+    /// Also write the report (markdown) to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SoakArgs {
+    /// Where preloaded stores are kept (shared with `bench run`).
+    #[arg(long, default_value = "./reach-bench")]
+    work_dir: PathBuf,
+    /// Size of the preloaded store.
+    #[arg(long, default_value_t = 1_000_000)]
+    contacts: u64,
+    /// Mean events per preloaded contact.
+    #[arg(long, default_value_t = 20)]
+    events_per_contact: u32,
+    /// Fraction of the measured maximum throughput to offer.
+    #[arg(long, default_value_t = 0.7)]
+    fraction: f64,
+    /// Calls in flight at most.
+    #[arg(long, default_value_t = 64)]
+    workers: usize,
+    /// Closed-loop run that measures the maximum throughput first.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    probe: Duration,
+    /// Paced but unreported time before the first window.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    settle: Duration,
+    /// Measured time.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// One report line per window; drift compares the first and the last.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    window: Duration,
+    /// Also write the report (markdown) to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+impl SoakArgs {
+    fn spec(&self) -> anyhow::Result<SoakSpec> {
+        anyhow::ensure!(
+            self.fraction > 0.0 && self.fraction <= 1.0,
+            "--fraction must be in (0, 1]"
+        );
+        anyhow::ensure!(
+            self.window > Duration::ZERO && self.window <= self.duration,
+            "--window must be positive and at most --duration"
+        );
+        Ok(SoakSpec {
+            work_dir: self.work_dir.clone(),
+            contacts: self.contacts.max(1),
+            events_per_contact: self.events_per_contact,
+            probe: Load {
+                connections: 4,
+                in_flight: 16,
+                warmup: Duration::from_secs(2).min(self.probe),
+                duration: self.probe,
+            },
+            fraction: self.fraction,
+            workers: self.workers.max(1),
+            settle: self.settle,
+            duration: self.duration,
+            window: self.window,
+        })
+    }
+}
+
 impl RunArgs {
     fn spec(&self) -> anyhow::Result<RunSpec> {
         if self.smoke {
@@ -131,6 +233,36 @@ pub async fn main(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Run(args) => {
             let findings = run::run(&args.spec()?).await?;
             let report = findings.render();
+            println!("{report}");
+            if let Some(path) = &args.report {
+                std::fs::write(path, &report)?;
+            }
+            Ok(())
+        }
+        BenchCommand::Soak(args) => {
+            let spec = args.spec()?;
+            let report = soak::soak(&spec).await?.render(&spec);
+            println!("{report}");
+            if let Some(path) = &args.report {
+                std::fs::write(path, &report)?;
+            }
+            Ok(())
+        }
+        BenchCommand::Redis(args) => {
+            let spec = redis_compare::CompareSpec {
+                work_dir: args.work_dir.clone(),
+                contacts: args.contacts.max(1),
+                events_per_contact: args.events_per_contact.max(1),
+                load: Load {
+                    connections: args.connections.max(1),
+                    in_flight: args.in_flight.max(1),
+                    warmup: args.warmup,
+                    duration: args.duration,
+                },
+                rounds: args.rounds.max(1),
+                raw_requests: args.raw_requests.max(1),
+            };
+            let report = redis_compare::compare(&spec).await?;
             println!("{report}");
             if let Some(path) = &args.report {
                 std::fs::write(path, &report)?;

@@ -144,12 +144,12 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<Findings> {
     Ok(findings)
 }
 
-fn store_dir(work_dir: &Path, contacts: u64) -> PathBuf {
+pub(crate) fn store_dir(work_dir: &Path, contacts: u64) -> PathBuf {
     work_dir.join(format!("store-{contacts}"))
 }
 
 /// Preloads the store of `contacts` contacts unless a complete one exists.
-async fn ensure_store(
+pub(crate) async fn ensure_store(
     work_dir: &Path,
     contacts: u64,
     events_per_contact: u32,

@@ -97,7 +97,7 @@ impl Target {
         self.event_for(self.random_contact(), worker, seq, k)
     }
 
-    fn event_for(
+    pub(crate) fn event_for(
         &self,
         contact_id: String,
         worker: usize,
@@ -187,7 +187,7 @@ impl Target {
         .await
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         scenario: Scenario,
         worker: usize,

@@ -24,6 +24,16 @@ impl<S: Store> Engine<S> {
         Ok(())
     }
 
+    /// Takes the route cells of every replica sharing the store (a
+    /// networked store), after adding this one's.
+    pub async fn reload_shared_stats(&self) -> Result<()> {
+        self.flush_stats().await?;
+        self.stats
+            .reload(self.store.as_ref(), Millis::now())
+            .await?;
+        Ok(())
+    }
+
     /// Judges every route and publishes ROUTE_DEGRADED / ROUTE_RECOVERED
     /// actions for the ones that changed.
     pub async fn judge_routes(&self) -> Result<()> {

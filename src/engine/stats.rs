@@ -167,6 +167,27 @@ impl StatsAggregator {
         Ok(())
     }
 
+    /// Replaces the minute cells in memory with the store's: with several
+    /// replicas on one store, each has flushed only its own events into
+    /// memory, while the store holds everyone's.
+    pub async fn reload<S: Store>(&self, store: &S, now: Millis) -> Result<(), StoreError> {
+        // No flush in between: one would add its deltas to memory twice.
+        let _one_at_a_time = self.flushing.lock().await;
+        let to = Granularity::Minute.bucket(now);
+        let from = to.saturating_sub(self.horizon_minutes);
+        let mut fresh: HashMap<RouteKey, BTreeMap<u32, StatCell>> = HashMap::new();
+        for (tenant, minute, dims, cell) in store.minute_stats(from, to).await? {
+            fresh
+                .entry((tenant, dims))
+                .or_default()
+                .entry(minute)
+                .or_default()
+                .merge(&cell);
+        }
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
     /// The routes of `tenant` (or of every tenant) with recent cells.
     pub fn routes(&self, tenant: Option<&Tenant>) -> Vec<(Tenant, Dims)> {
         self.minute_keys(tenant, |d| d.sender_id.is_empty())

@@ -14,7 +14,7 @@ use crate::{
     engine::Engine,
     error::Error,
     proto::{self, admin_service_server::AdminService},
-    storage::{SledStore, StoreError},
+    storage::{Backend, StoreError},
 };
 
 /// Bytes per streamed chunk: well under the default 4 MiB message limit.
@@ -23,12 +23,12 @@ const CHUNK: usize = 1 << 20;
 const DATA_FILES: &[&str] = &["address-hash.key"];
 
 pub struct AdminApi {
-    engine: Arc<OnceLock<Engine<SledStore>>>,
+    engine: Arc<OnceLock<Engine<Backend>>>,
     data_dir: PathBuf,
 }
 
 impl AdminApi {
-    pub fn new(engine: Arc<OnceLock<Engine<SledStore>>>, data_dir: PathBuf) -> Self {
+    pub fn new(engine: Arc<OnceLock<Engine<Backend>>>, data_dir: PathBuf) -> Self {
         AdminApi { engine, data_dir }
     }
 }
@@ -46,6 +46,12 @@ impl AdminService for AdminApi {
         _request: Request<proto::CreateBackupRequest>,
     ) -> Result<Response<Self::CreateBackupStream>, Status> {
         let engine = self.engine.get().ok_or(Error::NotReady)?;
+        if engine.store().sled().is_none() {
+            return Err(Status::failed_precondition(
+                "this server runs on Redis Cluster: back it up with Redis's own snapshots \
+                 (RDB/AOF, see docs/scaleout.md)",
+            ));
+        }
         // Statistics buffered in memory belong in the snapshot too.
         engine.flush_stats().await?;
         let store = engine.store().clone();
@@ -68,7 +74,10 @@ impl AdminService for AdminApi {
         let written = tokio::task::spawn_blocking(move || {
             let file = std::fs::File::create(&target)
                 .map_err(|e| StoreError::Unavailable(format!("backup file: {e}")))?;
-            let (out, stats, pause) = store.backup_blocking(BufWriter::new(file), &files)?;
+            let sled = store
+                .sled()
+                .ok_or_else(|| StoreError::Internal("not a sled store".into()))?;
+            let (out, stats, pause) = sled.backup_blocking(BufWriter::new(file), &files)?;
             let file = out
                 .into_inner()
                 .map_err(|e| StoreError::Unavailable(format!("backup file: {e}")))?;

@@ -6,11 +6,17 @@
 //! compare-and-swap it together with put-if-absent dedupe markers in one
 //! atomic step. Nothing here knows about scoring or gRPC.
 
+mod backend;
 pub mod backup;
 pub mod codec;
 pub(crate) mod group_commit;
 mod keys;
 mod marker_buckets;
+mod redis_config;
+mod redis_keys;
+mod redis_link;
+mod redis_shared;
+mod redis_store;
 mod sled_backup;
 mod sled_intelligence;
 mod sled_record;
@@ -18,7 +24,10 @@ mod sled_store;
 
 use std::future::Future;
 
+pub use backend::{Backend, BackendKind};
 pub use keys::{ContactKey, DedupeKey, Tenant};
+pub use redis_config::RedisConfig;
+pub use redis_store::RedisStore;
 pub use sled_store::{SledConfig, SledStore};
 
 use crate::domain::{

@@ -49,18 +49,25 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SledConfig {
+    /// Where the data lives: "sled" (embedded, in `data_dir`) or "redis"
+    /// (a Redis Cluster, `[store.redis]`).
+    pub backend: super::BackendKind,
     /// sled's page cache, in MiB. The main lever on memory use.
     pub cache_capacity_mib: u64,
     /// How long a recorded event id is remembered for deduplication.
     #[serde(with = "humantime_serde")]
     pub dedupe_window: Duration,
+    /// The Redis Cluster, if `backend = "redis"`.
+    pub redis: super::RedisConfig,
 }
 
 impl Default for SledConfig {
     fn default() -> Self {
         SledConfig {
+            backend: super::BackendKind::Sled,
             cache_capacity_mib: 64,
             dedupe_window: Duration::from_secs(30 * 24 * 3600),
+            redis: super::RedisConfig::default(),
         }
     }
 }

@@ -50,6 +50,9 @@ impl TestServer {
             data_dir: dir.path().join("data"),
             ..Config::default()
         };
+        if on_redis() && redis_or_skip() {
+            use_test_cluster(&mut config);
+        }
         tweak(&mut config);
         Self::start_in(dir, config).await
     }
@@ -118,6 +121,57 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// Whether this copy of the harness serves from Redis Cluster: the suites
+/// included by `tests/on_redis.rs` run there, everything else on sled.
+pub fn on_redis() -> bool {
+    module_path!().starts_with("on_redis::")
+}
+
+/// Whether Redis can be run here. Without redis-server the Redis runs are
+/// skipped with a notice (the suites then run on sled), except in CI,
+/// where that is a failure.
+pub fn redis_or_skip() -> bool {
+    if reach::bench::redis_cluster::available() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the Redis Cluster tests: install redis-server"
+    );
+    eprintln!("notice: redis-server is not installed: the Redis Cluster run is skipped");
+    false
+}
+
+/// Points `config` at the test cluster (started once per test process),
+/// under a key prefix of its own so that tests never see each other's data.
+pub fn use_test_cluster(config: &mut Config) {
+    config.store.backend = reach::storage::BackendKind::Redis;
+    config.store.redis.nodes = test_cluster().urls();
+    config.store.redis.key_prefix = format!("t{:016x}", rand_u64());
+}
+
+/// The process's Redis Cluster: 6 nodes on loopback, failover after 1 s.
+pub fn test_cluster() -> &'static reach::bench::redis_cluster::LocalCluster {
+    reach::bench::redis_cluster::shared().unwrap_or_else(|e| {
+        panic!(
+            "the Redis Cluster tests need redis-server and redis-cli \
+             (apt install redis-server; .ci/run installs them): {e:#}"
+        )
+    })
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
 }
 
 /// GET `path` on a local HTTP port; returns the status code and body.

@@ -37,6 +37,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- $_ := set $own "tls" $tls }}
 {{- end }}
+{{- if eq .Values.store.backend "redis" }}
+{{- $redis := dict "wait_replicas" .Values.store.redis.waitReplicas }}
+{{- if .Values.store.redis.nodes }}
+{{- $_ := set $redis "nodes" .Values.store.redis.nodes }}
+{{- end }}
+{{- $_ := set $own "store" (dict "backend" "redis" "redis" $redis) }}
+{{- end }}
 {{- toPrettyJson (mergeOverwrite (deepCopy .Values.config) $own) }}
 {{- end }}
 

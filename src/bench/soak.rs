@@ -1,0 +1,252 @@
+//! `reach bench soak`: a long mixed read/write run at a fixed fraction of the
+//! measured maximum throughput, to show that memory and latency stay flat.
+//!
+//! The load is open-loop: every call has a scheduled start time and its
+//! latency is measured from that time, so a server that stalls is charged
+//! for the calls queued behind the stall (no coordinated omission).
+
+use std::{
+    fmt::Write as _,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+
+use crate::bench::{
+    child::ServerProcess,
+    load::{Load, connect},
+    preload::dir_size,
+    run::{ensure_store, store_dir},
+    scenarios::{Scenario, Target},
+};
+
+/// Settings of one soak.
+#[derive(Clone, Debug)]
+pub struct SoakSpec {
+    pub work_dir: PathBuf,
+    pub contacts: u64,
+    pub events_per_contact: u32,
+    /// The closed-loop run that finds the maximum throughput.
+    pub probe: Load,
+    /// Fraction of that maximum the soak offers.
+    pub fraction: f64,
+    /// Calls in flight at most (open-loop workers).
+    pub workers: usize,
+    /// Unreported time at the paced rate before the first window (caches
+    /// fill, the allocator settles).
+    pub settle: Duration,
+    pub duration: Duration,
+    /// One reported line per window.
+    pub window: Duration,
+}
+
+/// One window of the soak.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub at: Duration,
+    pub calls: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub rss_bytes: u64,
+    pub store_bytes: u64,
+}
+
+/// What a soak measured.
+#[derive(Clone, Debug)]
+pub struct Soak {
+    pub max_per_sec: f64,
+    pub offered_per_sec: f64,
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Default)]
+struct Tally {
+    calls: u64,
+    errors: u64,
+    latency_us: Option<Histogram<u64>>,
+}
+
+impl Tally {
+    fn record(&mut self, latency: Duration, ok: bool) {
+        if !ok {
+            self.errors += 1;
+            return;
+        }
+        self.calls += 1;
+        self.latency_us
+            .get_or_insert_with(new_histogram)
+            .saturating_record(latency.as_micros() as u64);
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
+    std::fs::create_dir_all(&spec.work_dir)?;
+    ensure_store(&spec.work_dir, spec.contacts, spec.events_per_contact).await?;
+    let data_dir = store_dir(&spec.work_dir, spec.contacts);
+    let reach = ServerProcess::reach(&data_dir).await?;
+    let target = Target {
+        connections: Arc::new(connect(&reach.addr, spec.probe.connections).await?),
+        contacts: spec.contacts,
+        run_id: fastrand::u64(..),
+        bulk_size: 1,
+        bulk_per_contact: 1,
+    };
+
+    let probe = target.run(Scenario::Mixed, spec.probe).await;
+    let max_per_sec = probe.items_per_sec();
+    let offered_per_sec = (max_per_sec * spec.fraction).max(1.0);
+    eprintln!(
+        "soak: maximum mixed throughput {max_per_sec:.0}/s (p99 {}us); offering {offered_per_sec:.0}/s",
+        probe.latency(0.99)
+    );
+
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let start = Instant::now() + Duration::from_millis(50);
+    let end = start + spec.settle + spec.duration;
+    let workers = spec.workers.max(1);
+    let interval = Duration::from_secs_f64(workers as f64 / offered_per_sec);
+    let mut tasks = Vec::with_capacity(workers);
+    for worker in 0..workers {
+        let (target, tally) = (target.clone(), tally.clone());
+        let first = start + Duration::from_secs_f64(worker as f64 / offered_per_sec);
+        tasks.push(tokio::spawn(async move {
+            let mut due = first;
+            let mut seq = 0u64;
+            while due < end {
+                tokio::time::sleep_until(due.into()).await;
+                let ok = target.call(Scenario::Mixed, worker, seq).await.is_ok();
+                tally.lock().expect("tally").record(due.elapsed(), ok);
+                seq += 1;
+                due += interval;
+            }
+        }));
+    }
+
+    let mut samples = Vec::new();
+    let mut next = start + spec.settle;
+    tokio::time::sleep_until(next.into()).await;
+    std::mem::take(&mut *tally.lock().expect("tally"));
+    while next + spec.window <= end {
+        next += spec.window;
+        tokio::time::sleep_until(next.into()).await;
+        let window = std::mem::take(&mut *tally.lock().expect("tally"));
+        let hist = window.latency_us.unwrap_or_else(new_histogram);
+        let sample = Sample {
+            at: next - start,
+            calls: window.calls,
+            errors: window.errors,
+            p50_us: hist.value_at_quantile(0.5),
+            p99_us: hist.value_at_quantile(0.99),
+            rss_bytes: reach.rss().unwrap_or(0),
+            store_bytes: dir_size(&data_dir).unwrap_or(0),
+        };
+        eprintln!("{}", sample.row(spec.window));
+        samples.push(sample);
+    }
+    for task in tasks {
+        task.await?;
+    }
+    reach.stop()?;
+    Ok(Soak {
+        max_per_sec,
+        offered_per_sec,
+        samples,
+    })
+}
+
+impl Sample {
+    fn row(&self, window: Duration) -> String {
+        format!(
+            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            self.at.as_secs_f64() / 60.0,
+            self.calls as f64 / window.as_secs_f64(),
+            self.errors,
+            self.p50_us as f64 / 1000.0,
+            self.p99_us as f64 / 1000.0,
+            mib(self.rss_bytes),
+            mib(self.store_bytes),
+        )
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+fn drift(start: f64, end: f64) -> f64 {
+    if start == 0.0 {
+        0.0
+    } else {
+        (end - start) / start
+    }
+}
+
+impl Soak {
+    /// Markdown: the drift verdict, then one row per window.
+    pub fn render(&self, spec: &SoakSpec) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Soak: {} contacts, mixed load (4 GetBestChannel : 1 RecordEvent), {:.0}/s offered \
+             = {:.0}% of the measured maximum {:.0}/s, {} workers, {:?} settling + {:?} measured.\n",
+            spec.contacts,
+            self.offered_per_sec,
+            spec.fraction * 100.0,
+            self.max_per_sec,
+            spec.workers,
+            spec.settle,
+            spec.duration,
+        );
+        if let (Some(first), Some(last)) = (self.samples.first(), self.samples.last()) {
+            let rss = drift(first.rss_bytes as f64, last.rss_bytes as f64);
+            let p99 = drift(first.p99_us as f64, last.p99_us as f64);
+            let errors: u64 = self.samples.iter().map(|s| s.errors).sum();
+            let _ = writeln!(out, "| figure | start | end | drift | limit |");
+            let _ = writeln!(out, "|---|---|---|---|---|");
+            let _ = writeln!(
+                out,
+                "| server RSS MiB | {:.1} | {:.1} | {:+.1}% | 5% {} |",
+                mib(first.rss_bytes),
+                mib(last.rss_bytes),
+                rss * 100.0,
+                verdict(rss.abs() < 0.05)
+            );
+            let _ = writeln!(
+                out,
+                "| p99 ms | {:.2} | {:.2} | {:+.1}% | 20% {} |",
+                first.p99_us as f64 / 1000.0,
+                last.p99_us as f64 / 1000.0,
+                p99 * 100.0,
+                verdict(p99.abs() < 0.20)
+            );
+            let _ = writeln!(
+                out,
+                "| store MiB | {:.1} | {:.1} | {:+.1}% | grows with the events written |",
+                mib(first.store_bytes),
+                mib(last.store_bytes),
+                drift(first.store_bytes as f64, last.store_bytes as f64) * 100.0,
+            );
+            let _ = writeln!(out, "| errors | | {errors} | | 0 |\n");
+        }
+        let _ = writeln!(
+            out,
+            "| minute | calls/s | errors | p50 ms | p99 ms | RSS MiB | store MiB |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        for sample in &self.samples {
+            let _ = writeln!(out, "{}", sample.row(spec.window));
+        }
+        out
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "(met)" } else { "(MISSED)" }
+}
