@@ -318,9 +318,20 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
     // One machine-readable line on stdout, for scripts and tests that ask for port 0.
     println!("reach listening on {addr}");
+    let webhooks = match config.webhooks.listen.as_str() {
+        "" => None,
+        addr => {
+            let webhooks = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on webhooks.listen {addr}: {e}"))?;
+            tracing::info!(addr = %webhooks.local_addr()?, "webhook port");
+            Some(webhooks)
+        }
+    };
     let listeners = server::Listeners {
         grpc: listener,
         admin,
+        webhooks,
     };
     server::serve_with(config, listeners, shutdown_signal()).await
 }

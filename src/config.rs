@@ -72,6 +72,8 @@ pub struct Config {
     pub policies: BTreeMap<String, SendPolicy>,
     pub auth: AuthConfig,
     pub tls: TlsConfig,
+    /// Direct webhook intake (`[webhooks]`, off by default).
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 /// The action outbox (`[actions]`).
@@ -124,6 +126,7 @@ impl Default for Config {
             policies: BTreeMap::new(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            webhooks: crate::webhooks::WebhooksConfig::default(),
         }
     }
 }

@@ -31,3 +31,4 @@ pub mod server;
 pub mod sim;
 pub mod storage;
 pub mod telemetry;
+pub mod webhooks;

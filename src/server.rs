@@ -36,6 +36,8 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// The admin HTTP port (`/metrics`, `/livez`, `/readyz`), if enabled.
     pub admin: Option<TcpListener>,
+    /// The webhook intake port (`webhooks.listen`), if enabled.
+    pub webhooks: Option<TcpListener>,
 }
 
 /// Serves gRPC on `listener` (no admin port) until `shutdown` resolves.
@@ -47,6 +49,7 @@ pub async fn serve(
     let listeners = Listeners {
         grpc: listener,
         admin: None,
+        webhooks: None,
     };
     serve_with(config, listeners, shutdown).await
 }
@@ -79,6 +82,18 @@ pub async fn serve_with(
         .context("building reflection v1alpha")?;
 
     let slot = Arc::new(OnceLock::new());
+    let (webhooks_stop, webhooks_stopped) = oneshot::channel::<()>();
+    let webhooks_task = listeners.webhooks.map(|listener| {
+        tokio::spawn(crate::webhooks::serve(
+            listener,
+            config.webhooks.clone(),
+            config.providers.max_body_bytes,
+            slot.clone(),
+            async {
+                let _ = webhooks_stopped.await;
+            },
+        ))
+    });
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
     let auth = Authenticator::new(&config.auth).map_err(anyhow::Error::msg)?;
     // Health and reflection stay open (probes, grpcurl describe); every
@@ -164,6 +179,12 @@ pub async fn serve_with(
         tracing::warn!(grace = ?config.shutdown_grace, "calls still running after the grace period, dropping them");
     }
     reloader.abort();
+    let _ = webhooks_stop.send(());
+    if let Some(task) = webhooks_task
+        && let Ok(Err(e)) = task.await
+    {
+        tracing::warn!(error = %e, "webhook port failed");
+    }
     let _ = admin_stop.send(());
     if let Some(task) = admin_task {
         let _ = task.await;

@@ -86,6 +86,7 @@ async fn start(pki: &Pki, mutual: bool) -> Running {
         reach::server::Listeners {
             grpc: listener,
             admin: None,
+            webhooks: None,
         },
         async {
             let _ = stopped.await;

@@ -81,33 +81,52 @@ impl LocalCluster {
     /// `cluster-node-timeout`: how long a silent primary has before its
     /// replica takes over.
     pub fn start(node_timeout: Duration) -> anyhow::Result<Self> {
+        // A port found free can be taken (by an outgoing connection's
+        // source port, on a busy machine) before redis binds it: try again
+        // on other ports.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_start(node_timeout) {
+                Err(e) if attempt < 3 => eprintln!("redis cluster start failed, retrying: {e:#}"),
+                result => return result,
+            }
+        }
+    }
+
+    fn try_start(node_timeout: Duration) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!(
             "reach-redis-cluster-{}-{:08x}",
             std::process::id(),
             fastrand::u32(..)
         ));
         let ports = free_ports(12)?;
-        let mut nodes = Vec::new();
+        // Built first, so that a failure below stops what was started.
+        let mut cluster = LocalCluster {
+            nodes: Vec::new(),
+            dir,
+        };
         for (i, pair) in ports.chunks(2).enumerate() {
-            let node_dir = dir.join(format!("node-{i}"));
+            let node_dir = cluster.dir.join(format!("node-{i}"));
             std::fs::create_dir_all(&node_dir)?;
-            nodes.push(Node::spawn(&node_dir, pair[0], pair[1], node_timeout)?);
+            let node = Node::spawn(&node_dir, pair[0], pair[1], node_timeout)?;
+            cluster.nodes.push(node);
         }
-        for node in &nodes {
+        for node in &cluster.nodes {
             wait_for(Duration::from_secs(10), || {
                 Ok(cli(node.port, &["ping"]).is_ok_and(|r| r.trim() == "PONG"))
             })
             .with_context(|| format!("redis node on port {} did not start", node.port))?;
         }
-        let addresses: Vec<String> = nodes
+        let addresses: Vec<String> = cluster
+            .nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         let mut args = vec!["--cluster", "create"];
         args.extend(addresses.iter().map(String::as_str));
         args.extend(["--cluster-replicas", "1", "--cluster-yes"]);
-        cli(nodes[0].port, &args).context("redis-cli --cluster create")?;
-        let cluster = LocalCluster { nodes, dir };
+        cli(cluster.nodes[0].port, &args).context("redis-cli --cluster create")?;
         cluster.wait_healthy(Duration::from_secs(30))?;
         Ok(cluster)
     }

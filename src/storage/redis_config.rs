@@ -17,7 +17,8 @@ pub struct RedisConfig {
     /// `WAIT`; default 1); 0 acknowledges once the primary applied it. See
     /// `docs/scaleout.md` for the loss window of each setting.
     pub wait_replicas: u32,
-    /// How long `WAIT` may take before the write is answered UNAVAILABLE.
+    /// How long the replicas have to confirm a write before it is answered
+    /// UNAVAILABLE (asked in slices shorter than `response_timeout`).
     #[serde(with = "humantime_serde")]
     pub wait_timeout: Duration,
     /// Connecting to a node.
@@ -43,7 +44,7 @@ impl Default for RedisConfig {
             nodes: Vec::new(),
             key_prefix: "reach".into(),
             wait_replicas: 1,
-            wait_timeout: Duration::from_millis(500),
+            wait_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
             stat_shards: 8,

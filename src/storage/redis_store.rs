@@ -382,31 +382,53 @@ impl RedisStore {
         if replicas == 0 {
             return Ok(());
         }
-        let slots: HashSet<Slot> = contacts
+        let mut slots: HashSet<Slot> = contacts
             .map(|key| Slot::for_key(self.keys.contact(key)))
             .collect();
-        let timeout_ms = self.config.wait_timeout.as_millis() as u64;
-        let replies = try_join_all(slots.into_iter().map(|slot| {
-            let mut conn = conn.clone();
-            let mut wait = redis::cmd("WAIT");
-            wait.arg(replicas).arg(timeout_ms);
-            let route = Route::with_slot(slot, SlotAddr::Master);
-            async move {
-                conn.route_command(
-                    wait,
-                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-                )
-                .await
+        // WAIT in slices shorter than the response timeout (a longer one
+        // would be cut by the client as a dead connection), until every
+        // slot is confirmed or `wait_timeout` is spent.
+        let slice = self
+            .config
+            .response_timeout
+            .mul_f64(0.8)
+            .max(std::time::Duration::from_millis(10));
+        let deadline = std::time::Instant::now() + self.config.wait_timeout;
+        let mut acked = 0;
+        while !slots.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Unavailable(format!(
+                    "only {acked} of {replicas} replicas confirmed the write within {:?}",
+                    self.config.wait_timeout
+                )));
             }
-        }))
-        .await
-        .map_err(|e| self.failed(e))?;
-        match replies.iter().map(acknowledged).min() {
-            Some(acked) if acked < replicas as i64 => Err(StoreError::Unavailable(format!(
-                "only {acked} of {replicas} replicas confirmed the write within {:?}",
-                self.config.wait_timeout
-            ))),
-            _ => Ok(()),
+            let timeout_ms = left.min(slice).as_millis().max(1) as u64;
+            let asked: Vec<Slot> = slots.iter().copied().collect();
+            let replies = try_join_all(asked.iter().map(|&slot| {
+                let mut conn = conn.clone();
+                let mut wait = redis::cmd("WAIT");
+                wait.arg(replicas).arg(timeout_ms);
+                let route = Route::with_slot(slot, SlotAddr::Master);
+                async move {
+                    conn.route_command(
+                        wait,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await
+                }
+            }))
+            .await
+            .map_err(|e| self.failed(e))?;
+            for (slot, reply) in asked.into_iter().zip(&replies) {
+                let n = acknowledged(reply);
+                if n >= replicas as i64 {
+                    slots.remove(&slot);
+                } else {
+                    acked = n;
+                }
+            }
         }
+        Ok(())
     }
 }

@@ -32,6 +32,9 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The admin HTTP port (`/metrics`, `/livez`, `/readyz`).
     pub admin: SocketAddr,
+    /// The webhook port, if `webhooks.listen` was set (any value: the test
+    /// binds an ephemeral port).
+    pub webhooks: Option<SocketAddr>,
     pub config: Config,
     dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -65,9 +68,16 @@ impl TestServer {
             admin_listener.local_addr().unwrap(),
         );
         let (stop, stopped) = oneshot::channel();
+        let webhooks = if config.webhooks.listen.is_empty() {
+            None
+        } else {
+            Some(bind().await.expect("bind"))
+        };
+        let webhooks_addr = webhooks.as_ref().map(|l| l.local_addr().unwrap());
         let listeners = reach::server::Listeners {
             grpc: listener,
             admin: Some(admin_listener),
+            webhooks,
         };
         let task = tokio::spawn(reach::server::serve_with(
             config.clone(),
@@ -80,6 +90,7 @@ impl TestServer {
         TestServer {
             addr,
             admin,
+            webhooks: webhooks_addr,
             config,
             dir,
             stop: Some(stop),

@@ -1,0 +1,60 @@
+//! Direct webhook intake: providers post their receipts to
+//! `POST /webhooks/{provider}/{secret}` on a port of its own (off by
+//! default). The tenant comes from the endpoint the secret names; the body
+//! goes through the same translation, dead-letter and dedupe path as
+//! `RecordProviderEvent`, after the provider's signature is checked.
+//! See docs/webhooks.md.
+
+mod intake;
+pub mod signatures;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+pub use intake::serve;
+
+/// `[webhooks]` in the config file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Address of the webhook HTTP port; empty (the default) turns it off.
+    pub listen: String,
+    /// The base URL providers call, as they see it (e.g.
+    /// `https://hooks.example.com`): Twilio signs the full URL, so behind a
+    /// proxy or load balancer this must be the public one.
+    pub public_url: String,
+    /// How far a signed timestamp (Mailgun, SendGrid) may be from now.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+    pub endpoints: Vec<WebhookEndpoint>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            listen: String::new(),
+            public_url: String::new(),
+            max_clock_skew: Duration::from_secs(300),
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+/// One tenant's intake: the secret in its URL and its providers' keys.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    pub tenant: String,
+    /// SHA-256 (hex) of the secret in the URL path: providers post to
+    /// `/webhooks/{provider}/{secret}` (make one with `openssl rand -hex 24`,
+    /// hash it with `printf %s SECRET | sha256sum`).
+    pub path_secret_sha256: String,
+    /// Signing keys by provider: `twilio` / `twilio-voice` the account's
+    /// auth token, `mailgun` the webhook signing key, `sendgrid` the
+    /// verification key (base64 DER, from the Event Webhook settings).
+    pub signing_keys: BTreeMap<String, String>,
+    /// Accept requests without a checked signature (for providers reach
+    /// has no scheme for yet, behind a proxy that checks them). Off.
+    pub unsigned: bool,
+}
