@@ -282,7 +282,14 @@ impl Config {
 
     /// The effective configuration as TOML, for `reach serve --print-config`.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+        // Webhook signing keys are secrets (tokens are only hashes).
+        let mut shown = self.clone();
+        for endpoint in &mut shown.webhooks.endpoints {
+            for key in endpoint.signing_keys.values_mut() {
+                *key = "<redacted>".into();
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}"))
     }
 }
 

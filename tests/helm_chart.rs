@@ -93,6 +93,11 @@ async fn the_chart_validates_and_its_config_and_token_run() {
     for name in ["default", "full"] {
         let config = localize_tls(&out.path().join(format!("{name}.config.json")), out.path());
         let tokens = std::fs::read_to_string(out.path().join(format!("{name}.tokens"))).unwrap();
+        // The webhook endpoints Secret, in the format values.yaml documents.
+        let endpoints = format!(
+            "[{{tenant=\"acme\",path_secret_sha256=\"{}\",signing_keys={{twilio=\"tok\"}}}}]",
+            "ab".repeat(32)
+        );
         let printed = reach(
             &[
                 "serve",
@@ -100,7 +105,10 @@ async fn the_chart_validates_and_its_config_and_token_run() {
                 config.to_str().unwrap(),
                 "--print-config",
             ],
-            &[("REACH_AUTH__TOKENS", tokens.as_str())],
+            &[
+                ("REACH_AUTH__TOKENS", tokens.as_str()),
+                ("REACH_WEBHOOKS__ENDPOINTS", endpoints.as_str()),
+            ],
         );
         let text = String::from_utf8_lossy(&printed.stdout);
         assert!(
@@ -110,6 +118,12 @@ async fn the_chart_validates_and_its_config_and_token_run() {
         );
         assert!(text.contains("listen = \"0.0.0.0:50051\""), "{text}");
         assert!(text.contains("[[auth.tokens]]"), "{text}");
+        if name == "full" {
+            assert!(text.contains("listen = \"0.0.0.0:8080\""), "{text}");
+            assert!(text.contains("[[webhooks.endpoints]]"), "{text}");
+            // Signing keys are secrets: never printed.
+            assert!(text.contains("twilio = \"<redacted>\""), "{text}");
+        }
     }
 
     // The Redis rendering serves from a real cluster, its node list coming

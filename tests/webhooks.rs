@@ -20,6 +20,8 @@ const SECRET: &str = "path-secret-0123456789";
 const OTHER_SECRET: &str = "path-secret-of-another-tenant";
 const TWILIO_TOKEN: &str = "twilio-auth-token";
 const MAILGUN_KEY: &str = "mailgun-signing-key";
+const PLIVO_TOKEN: &str = "plivo-auth-token";
+const VONAGE_SECRET: &str = "vonage-signature-secret";
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
 
@@ -50,6 +52,8 @@ fn endpoint(tenant: &str, secret: &str) -> WebhookEndpoint {
         signing_keys: [
             ("twilio", TWILIO_TOKEN.to_owned()),
             ("mailgun", MAILGUN_KEY.to_owned()),
+            ("plivo", PLIVO_TOKEN.to_owned()),
+            ("vonage", VONAGE_SECRET.to_owned()),
             ("sendgrid", sendgrid_public),
         ]
         .into_iter()
@@ -377,4 +381,104 @@ async fn unavailable_store_answers_503_then_the_redelivery_counts_once() {
     assert_eq!(recorded + duplicates, 1, "{reply}");
     let mut client = server.client().await;
     assert_eq!(email_hard_bounces(&mut client, "c-liam").await, 1);
+}
+
+/// Plivo V3 as its SDKs sign a POST without query parameters: URL, `?`,
+/// the sorted form parameters as `kv`, `.`, the nonce; HMAC-SHA256, base64.
+fn plivo_headers(url: &str, body: &[u8], nonce: &str) -> Vec<(&'static str, String)> {
+    let mut params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    params.sort();
+    let mut data = format!("{url}?");
+    for (k, v) in params {
+        data.push_str(&k);
+        data.push_str(&v);
+    }
+    data.push('.');
+    data.push_str(nonce);
+    let mut mac = Hmac::<Sha256>::new_from_slice(PLIVO_TOKEN.as_bytes()).unwrap();
+    mac.update(data.as_bytes());
+    vec![
+        (
+            "X-Plivo-Signature-V3",
+            BASE64.encode(mac.finalize().into_bytes()),
+        ),
+        ("X-Plivo-Signature-V3-Nonce", nonce.to_owned()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plivo_v3_signed_callback() {
+    let server = start().await;
+    let addr = server.webhooks.unwrap();
+    let path = format!("/webhooks/plivo/{SECRET}");
+    let url = format!("http://{addr}{path}");
+    let body = fixture("plivo/delivered.form");
+    let headers = plivo_headers(&url, &body, "nonce-1");
+    let (status, reply) = post(addr, &path, FORM, &headers, &body).await;
+    assert_eq!((status, summary(&reply)), (200, (1, 0, 0)), "{reply}");
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b"&Extra=1");
+    assert_eq!(post(addr, &path, FORM, &headers, &tampered).await.0, 403);
+    let other_nonce = vec![
+        headers[0].clone(),
+        ("X-Plivo-Signature-V3-Nonce", "nonce-2".into()),
+    ];
+    assert_eq!(post(addr, &path, FORM, &other_nonce, &body).await.0, 403);
+    assert_eq!(post(addr, &path, FORM, &[], &body).await.0, 401);
+    let mut client = server.client().await;
+    assert_eq!(sms_delivered(&mut client, "+14155550120").await, 1);
+}
+
+fn vonage_bearer(secret: &str, iat: i64, body: &[u8]) -> (&'static str, String) {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let claims = serde_json::json!({
+        "iat": iat, "jti": format!("jti-{iat}"), "iss": "Vonage",
+        "payload_hash": hex(&Sha256::digest(body)),
+    });
+    let token = encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    ("Authorization", format!("Bearer {token}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vonage_signed_webhook() {
+    let server = start().await;
+    let addr = server.webhooks.unwrap();
+    let path = format!("/webhooks/vonage/{SECRET}");
+    let body = fixture("vonage/delivered.json");
+    let good = [vonage_bearer(VONAGE_SECRET, now_s(), &body)];
+    let (status, reply) = post(addr, &path, JSON, &good, &body).await;
+    assert_eq!((status, summary(&reply)), (200, (1, 0, 0)), "{reply}");
+    let mut tampered = body.clone();
+    tampered.push(b' ');
+    assert_eq!(post(addr, &path, JSON, &good, &tampered).await.0, 403);
+    let wrong = [vonage_bearer("not-the-secret", now_s(), &body)];
+    assert_eq!(post(addr, &path, JSON, &wrong, &body).await.0, 403);
+    let stale = [vonage_bearer(VONAGE_SECRET, now_s() - 3600, &body)];
+    assert_eq!(post(addr, &path, JSON, &stale, &body).await.0, 403);
+    assert_eq!(post(addr, &path, JSON, &[], &body).await.0, 401);
+    let mut client = server.client().await;
+    assert_eq!(sms_delivered(&mut client, "+447700900130").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_source_is_rate_limited() {
+    let server = start_with(|c| {
+        c.webhooks.requests_per_second_per_source = 1;
+        c.webhooks.burst_per_source = 3;
+    })
+    .await;
+    let addr = server.webhooks.unwrap();
+    let path = format!("/webhooks/twilio/{SECRET}");
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(post(addr, &path, FORM, &[], b"").await.0);
+    }
+    // The burst passes (and is refused for its missing signature), then 429.
+    assert_eq!(&codes[..3], &[401, 401, 401], "{codes:?}");
+    assert!(codes[3..].contains(&429), "{codes:?}");
 }

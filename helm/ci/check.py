@@ -95,7 +95,8 @@ def main():
     for bad in [{"tls": {"enabled": True}}, {"auth": {"tokens": [{"tenant": "Acme!", "tokenBlake3": "x"}]}},
                 {"service": {"grpcPort": 0, "adminPort": 9464}}, {"replicas": 3},
                 {"store": {"backend": "redis"}}, {"store": {"backend": "cassandra"}},
-                {"store": {"backend": "redis", "redis": {"nodes": ["10.0.0.1:6379"]}}}]:
+                {"store": {"backend": "redis", "redis": {"nodes": ["10.0.0.1:6379"]}}},
+                {"webhooks": {"enabled": True}}]:
         try:
             helm_python.Chart.load(str(CHART)).validate_schema(bad)
             print(f"schema accepted bad values {bad}", file=sys.stderr)

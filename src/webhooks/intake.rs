@@ -13,7 +13,7 @@ use std::{
 use axum::{
     Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, OriginalUri, Path, State},
+    extract::{ConnectInfo, DefaultBodyLimit, OriginalUri, Path, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
@@ -33,8 +33,12 @@ use crate::{
     },
 };
 
+type SourceLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
+
 struct Intake {
     engine: Arc<OnceLock<Engine<Backend>>>,
+    /// Per source address; `None` without a limit.
+    limiter: Option<SourceLimiter>,
     config: WebhooksConfig,
     /// Endpoints by the SHA-256 of their path secret.
     endpoints: HashMap<[u8; 32], (Tenant, WebhookEndpoint)>,
@@ -60,8 +64,13 @@ pub async fn serve(
         })?;
         endpoints.insert(digest, (tenant, endpoint.clone()));
     }
+    let limiter = std::num::NonZeroU32::new(config.requests_per_second_per_source).map(|rate| {
+        let burst = std::num::NonZeroU32::new(config.burst_per_source).unwrap_or(rate);
+        governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
+    });
     let intake = Arc::new(Intake {
         engine,
+        limiter,
         config,
         endpoints,
         seen_tokens: Mutex::new(HashMap::new()),
@@ -70,9 +79,12 @@ pub async fn serve(
         .route("/webhooks/{provider}/{secret}", post(receive))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(intake);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     Ok(())
 }
 
@@ -98,6 +110,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 async fn receive(
     State(intake): State<Arc<Intake>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Path((provider, secret)): Path<(String, String)>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
@@ -107,18 +120,26 @@ async fn receive(
     let provider_label = provider.clone();
     metrics::counter!("reach_webhook_requests_total", "provider" => provider_label.clone())
         .increment(1);
-    let response = intake
-        .handle(&provider, &secret, &uri, &headers, body)
-        .await
-        .unwrap_or_else(|(status, reason)| {
-            metrics::counter!(
-                "reach_webhook_rejected_total",
-                "provider" => provider_label.clone(),
-                "reason" => reason,
-            )
-            .increment(1);
-            reply(status, reason)
-        });
+    let limited = intake
+        .limiter
+        .as_ref()
+        .is_some_and(|limiter| limiter.check_key(&peer.ip()).is_err());
+    let response = if limited {
+        Err((StatusCode::TOO_MANY_REQUESTS, "rate limit of this source"))
+    } else {
+        intake
+            .handle(&provider, &secret, &uri, &headers, body)
+            .await
+    };
+    let response = response.unwrap_or_else(|(status, reason)| {
+        metrics::counter!(
+            "reach_webhook_rejected_total",
+            "provider" => provider_label.clone(),
+            "reason" => reason,
+        )
+        .increment(1);
+        reply(status, reason)
+    });
     metrics::histogram!("reach_webhook_seconds", "provider" => provider_label)
         .record(started.elapsed().as_secs_f64());
     response
@@ -220,16 +241,9 @@ impl Intake {
             .ok_or(Refusal::Bad("no signing key configured for this provider"))?;
         match provider {
             "twilio" | "twilio-voice" => {
-                let path = uri.path_and_query().map_or("", |p| p.as_str());
-                // Without a configured public URL, the one the client used.
-                let base = match self.config.public_url.trim_end_matches('/') {
-                    "" => format!("http://{}", header_str(headers, "host").unwrap_or("")),
-                    configured => configured.to_owned(),
-                };
-                let url = format!("{base}{path}");
                 signatures::twilio(
                     key,
-                    &url,
+                    &self.public_url(uri, headers),
                     content_type,
                     body,
                     header_str(headers, "x-twilio-signature"),
@@ -265,9 +279,35 @@ impl Intake {
                 self.fresh(timestamp)?;
                 Ok(None)
             }
+            "plivo" => {
+                signatures::plivo(
+                    key,
+                    &self.public_url(uri, headers),
+                    content_type,
+                    body,
+                    header_str(headers, "x-plivo-signature-v3-nonce"),
+                    header_str(headers, "x-plivo-signature-v3"),
+                )?;
+                Ok(None)
+            }
+            "vonage" => {
+                let iat = signatures::vonage(key, body, header_str(headers, "authorization"))?;
+                self.fresh(&iat.to_string())?;
+                Ok(None)
+            }
             _ => Err(Refusal::Bad(
                 "reach checks no signature scheme for this provider yet (see docs/webhooks.md)",
             )),
+        }
+    }
+
+    /// The URL the provider called: the configured public URL (or, without
+    /// one, `http://` and the Host header) with the request's path and query.
+    fn public_url(&self, uri: &axum::http::Uri, headers: &HeaderMap) -> String {
+        let path = uri.path_and_query().map_or("", |p| p.as_str());
+        match self.config.public_url.trim_end_matches('/') {
+            "" => format!("http://{}{path}", header_str(headers, "host").unwrap_or("")),
+            configured => format!("{configured}{path}"),
         }
     }
 

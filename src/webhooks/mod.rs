@@ -27,6 +27,11 @@ pub struct WebhooksConfig {
     /// How far a signed timestamp (Mailgun, SendGrid) may be from now.
     #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
+    /// Requests per second from one source address (the peer of the TCP
+    /// connection: behind a proxy, the proxy) before 429; 0 for no limit.
+    pub requests_per_second_per_source: u32,
+    /// Requests one source may send at once above that rate.
+    pub burst_per_source: u32,
     pub endpoints: Vec<WebhookEndpoint>,
 }
 
@@ -36,6 +41,8 @@ impl Default for WebhooksConfig {
             listen: String::new(),
             public_url: String::new(),
             max_clock_skew: Duration::from_secs(300),
+            requests_per_second_per_source: 200,
+            burst_per_source: 400,
             endpoints: Vec::new(),
         }
     }
@@ -50,11 +57,12 @@ pub struct WebhookEndpoint {
     /// `/webhooks/{provider}/{secret}` (make one with `openssl rand -hex 24`,
     /// hash it with `printf %s SECRET | sha256sum`).
     pub path_secret_sha256: String,
-    /// Signing keys by provider: `twilio` / `twilio-voice` the account's
-    /// auth token, `mailgun` the webhook signing key, `sendgrid` the
-    /// verification key (base64 DER, from the Event Webhook settings).
-    pub signing_keys: BTreeMap<String, String>,
     /// Accept requests without a checked signature (for providers reach
     /// has no scheme for yet, behind a proxy that checks them). Off.
     pub unsigned: bool,
+    /// Signing keys by provider: `twilio` / `twilio-voice` the account's
+    /// auth token, `mailgun` the webhook signing key, `sendgrid` the
+    /// verification key (base64 DER, from the Event Webhook settings),
+    /// `plivo` the auth token, `vonage` the signature secret.
+    pub signing_keys: BTreeMap<String, String>,
 }

@@ -44,6 +44,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- $_ := set $own "store" (dict "backend" "redis" "redis" $redis) }}
 {{- end }}
+{{- if .Values.webhooks.enabled }}
+{{- $_ := set $own "webhooks" (dict "listen" (printf "0.0.0.0:%v" .Values.webhooks.port) "public_url" .Values.webhooks.publicUrl) }}
+{{- end }}
 {{- toPrettyJson (mergeOverwrite (deepCopy .Values.config) $own) }}
 {{- end }}
 

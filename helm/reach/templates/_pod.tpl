@@ -39,7 +39,7 @@ spec:
         {{- if .Values.insecure }}
         - --insecure
         {{- end }}
-      {{- if or (include "reach.authEnabled" .) .Values.store.redis.existingSecret }}
+      {{- if or (include "reach.authEnabled" .) .Values.store.redis.existingSecret (and .Values.webhooks.enabled .Values.webhooks.existingSecret) }}
       env:
         {{- if include "reach.authEnabled" . }}
         - name: REACH_AUTH__TOKENS
@@ -47,6 +47,14 @@ spec:
             secretKeyRef:
               name: {{ include "reach.tokensSecret" . }}
               key: tokens
+        {{- end }}
+        {{- if and .Values.webhooks.enabled .Values.webhooks.existingSecret }}
+        # Tenants, URL secret hashes and providers' signing keys.
+        - name: REACH_WEBHOOKS__ENDPOINTS
+          valueFrom:
+            secretKeyRef:
+              name: {{ .Values.webhooks.existingSecret }}
+              key: endpoints
         {{- end }}
         {{- if and (eq .Values.store.backend "redis") .Values.store.redis.existingSecret }}
         # Node URLs with credentials, as an inline TOML array.
@@ -62,6 +70,10 @@ spec:
           containerPort: {{ .Values.service.grpcPort }}
         - name: admin
           containerPort: {{ .Values.service.adminPort }}
+        {{- if .Values.webhooks.enabled }}
+        - name: webhooks
+          containerPort: {{ .Values.webhooks.port }}
+        {{- end }}
       {{- if .Values.tls.enabled }}
       # Kubelet's gRPC probes speak no TLS: the admin port answers instead.
       startupProbe:
