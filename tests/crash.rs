@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use common::{DAY_MS, ProcessServer, TestServer, event, now_ms, request, ts};
+use common::{DAY_MS, ProcessServer, TestServer, event, now_ms, request, resend, ts};
 use reach::proto::{self, Channel, Status};
 
 const WRITERS_UNARY: usize = 3;
@@ -92,24 +92,6 @@ async fn write_until_killed(
     }
 }
 
-/// Re-sends `events` in bulk; returns (accepted, duplicates).
-async fn resend(client: &mut common::Client, events: Vec<proto::ChannelEvent>) -> (u64, u64) {
-    let mut totals = (0, 0);
-    for chunk in events.chunks(500) {
-        let reply = client
-            .record_events(tokio_stream::iter(
-                chunk.iter().cloned().map(request).collect::<Vec<_>>(),
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(reply.rejected, 0, "{reply:?}");
-        totals.0 += reply.accepted;
-        totals.1 += reply.duplicates;
-    }
-    totals
-}
-
 async fn reachability(client: &mut common::Client, contact: &str, as_of: i64) -> Vec<(i32, f64)> {
     client
         .get_reachability(proto::GetReachabilityRequest {
@@ -144,7 +126,7 @@ async fn every_acknowledged_event_survives_sigkill_exactly_once() {
                 .collect()
         };
         let mut client = server.client().await;
-        let (accepted, duplicates) = resend(&mut client, acked.clone()).await;
+        let (accepted, duplicates) = resend(&mut client, &acked).await;
         assert_eq!(
             (accepted, duplicates),
             (0, acked.len() as u64),
@@ -183,11 +165,11 @@ async fn every_acknowledged_event_survives_sigkill_exactly_once() {
         "the writers got too little done: {acked_count}"
     );
     let mut client = server.client().await;
-    let (_, duplicates) = resend(&mut client, all.clone()).await;
+    let (_, duplicates) = resend(&mut client, &all).await;
     assert!(duplicates >= acked_count as u64);
     let reference = TestServer::start().await;
     let mut reference_client = reference.client().await;
-    let (accepted, _) = resend(&mut reference_client, all.clone()).await;
+    let (accepted, _) = resend(&mut reference_client, &all).await;
     assert_eq!(accepted, all.len() as u64);
     let as_of = now_ms();
     for c in 0..CONTACTS {

@@ -209,18 +209,7 @@ fn cases() -> Vec<Case> {
 }
 
 async fn start() -> TestServer {
-    TestServer::start_with(|c| {
-        c.providers
-            .contact_fields
-            .insert("sendgrid".into(), "contact_id".into());
-        c.providers
-            .contact_fields
-            .insert("mailgun".into(), "user-variables.contact_id".into());
-        c.providers
-            .contact_fields
-            .insert("postmark".into(), "Metadata.contact_id".into());
-    })
-    .await
+    TestServer::start_with(fixture_contact_fields).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

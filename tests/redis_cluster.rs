@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{DAY_MS, TestServer, event, now_ms, request, ts};
+use common::{DAY_MS, TestServer, event, now_ms, request, resend, ts};
 use reach::{
     bench::redis_cluster::LocalCluster,
     config::Config,
@@ -45,24 +45,6 @@ fn random_event(rng: &mut fastrand::Rng, id: String) -> proto::ChannelEvent {
         status,
         now_ms() - rng.i64(0..20 * DAY_MS),
     )
-}
-
-/// Re-sends `events` in bulk; returns (accepted, duplicates).
-async fn resend(client: &mut common::Client, events: &[proto::ChannelEvent]) -> (u64, u64) {
-    let mut totals = (0, 0);
-    for chunk in events.chunks(500) {
-        let reply = client
-            .record_events(tokio_stream::iter(
-                chunk.iter().cloned().map(request).collect::<Vec<_>>(),
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(reply.rejected, 0, "{reply:?}");
-        totals.0 += reply.accepted;
-        totals.1 += reply.duplicates;
-    }
-    totals
 }
 
 /// Counts per channel and scores at `as_of`: what must match a reference.
@@ -131,15 +113,7 @@ async fn two_replicas_on_one_cluster_equal_a_single_node() {
                 }
             } else {
                 for chunk in mine.chunks(50) {
-                    let reply = client
-                        .record_events(tokio_stream::iter(
-                            chunk.iter().cloned().map(request).collect::<Vec<_>>(),
-                        ))
-                        .await
-                        .unwrap()
-                        .into_inner();
-                    assert_eq!(reply.rejected, 0);
-                    duplicates += reply.duplicates;
+                    duplicates += resend(&mut client, chunk).await.1;
                 }
             }
             duplicates

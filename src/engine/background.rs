@@ -14,7 +14,9 @@ use crate::{
 impl<S: Store> Engine<S> {
     /// Loads what the engine keeps in memory from the store, at start.
     pub async fn warm_up(&self) -> Result<()> {
-        self.stats.load(self.store.as_ref(), Millis::now()).await?;
+        self.stats
+            .reload(self.store.as_ref(), Millis::now())
+            .await?;
         Ok(())
     }
 

@@ -150,26 +150,9 @@ impl StatsAggregator {
         Ok(())
     }
 
-    /// Loads the route minute cells of the horizon from the store (at start).
-    pub async fn load<S: Store>(&self, store: &S, now: Millis) -> Result<(), StoreError> {
-        let to = Granularity::Minute.bucket(now);
-        let from = to.saturating_sub(self.horizon_minutes);
-        let cells = store.minute_stats(from, to).await?;
-        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
-        for (tenant, minute, dims, cell) in cells {
-            routes
-                .entry((tenant, dims))
-                .or_default()
-                .entry(minute)
-                .or_default()
-                .merge(&cell);
-        }
-        Ok(())
-    }
-
-    /// Replaces the minute cells in memory with the store's: with several
-    /// replicas on one store, each has flushed only its own events into
-    /// memory, while the store holds everyone's.
+    /// Replaces the minute cells in memory with the store's: at start, and
+    /// with several replicas on one store, where each has flushed only its
+    /// own events into memory while the store holds everyone's.
     pub async fn reload<S: Store>(&self, store: &S, now: Millis) -> Result<(), StoreError> {
         // No flush in between: one would add its deltas to memory twice.
         let _one_at_a_time = self.flushing.lock().await;

@@ -78,13 +78,22 @@ pub async fn serve(
     let app = Router::new()
         .route("/webhooks/{provider}/{secret}", post(receive))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(intake);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+        .with_state(intake.clone());
+    match (&intake.config.cert_file, &intake.config.key_file) {
+        (Some(cert), Some(key)) => {
+            let tls = super::tls::server_config(cert, key)?;
+            super::tls::serve(listener, app, tls, shutdown).await?;
+        }
+        (None, None) => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        }
+        _ => anyhow::bail!("webhooks.cert_file and webhooks.key_file go together"),
+    }
     Ok(())
 }
 
@@ -302,11 +311,20 @@ impl Intake {
     }
 
     /// The URL the provider called: the configured public URL (or, without
-    /// one, `http://` and the Host header) with the request's path and query.
+    /// one, the port's scheme and the Host header) with the request's path
+    /// and query.
     fn public_url(&self, uri: &axum::http::Uri, headers: &HeaderMap) -> String {
         let path = uri.path_and_query().map_or("", |p| p.as_str());
+        let scheme = if self.config.cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         match self.config.public_url.trim_end_matches('/') {
-            "" => format!("http://{}{path}", header_str(headers, "host").unwrap_or("")),
+            "" => format!(
+                "{scheme}://{}{path}",
+                header_str(headers, "host").unwrap_or("")
+            ),
             configured => format!("{configured}{path}"),
         }
     }

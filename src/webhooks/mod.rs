@@ -7,8 +7,9 @@
 
 mod intake;
 pub mod signatures;
+mod tls;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +25,13 @@ pub struct WebhooksConfig {
     /// `https://hooks.example.com`): Twilio signs the full URL, so behind a
     /// proxy or load balancer this must be the public one.
     pub public_url: String,
-    /// How far a signed timestamp (Mailgun, SendGrid) may be from now.
+    /// PEM certificate chain of the webhook port; with `key_file`, it
+    /// speaks HTTPS. Apart from the gRPC port's: this one faces the
+    /// internet.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the webhook port.
+    pub key_file: Option<PathBuf>,
+    /// How far a signed timestamp (Mailgun, SendGrid, Vonage) may be from now.
     #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
     /// Requests per second from one source address (the peer of the TCP
@@ -40,6 +47,8 @@ impl Default for WebhooksConfig {
         WebhooksConfig {
             listen: String::new(),
             public_url: String::new(),
+            cert_file: None,
+            key_file: None,
             max_clock_skew: Duration::from_secs(300),
             requests_per_second_per_source: 200,
             burst_per_source: 400,

@@ -134,6 +134,21 @@ impl Drop for TestServer {
     }
 }
 
+/// Where the provider fixtures name the contact id (custom arguments,
+/// user variables, metadata), as a deployment would configure it.
+pub fn fixture_contact_fields(config: &mut Config) {
+    for (provider, field) in [
+        ("sendgrid", "contact_id"),
+        ("mailgun", "user-variables.contact_id"),
+        ("postmark", "Metadata.contact_id"),
+    ] {
+        config
+            .providers
+            .contact_fields
+            .insert(provider.into(), field.into());
+    }
+}
+
 /// Whether this copy of the harness serves from Redis Cluster: the suites
 /// included by `tests/on_redis.rs` run there, everything else on sled.
 pub fn on_redis() -> bool {
@@ -366,6 +381,25 @@ pub fn event(
 
 pub fn request(e: proto::ChannelEvent) -> proto::RecordEventRequest {
     proto::RecordEventRequest { event: Some(e) }
+}
+
+/// Sends `events` again in bulk streams of 500; returns (accepted,
+/// duplicates). Every event must be accepted or a duplicate.
+pub async fn resend(client: &mut Client, events: &[proto::ChannelEvent]) -> (u64, u64) {
+    let mut totals = (0, 0);
+    for chunk in events.chunks(500) {
+        let reply = client
+            .record_events(tokio_stream::iter(
+                chunk.iter().cloned().map(request).collect::<Vec<_>>(),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.rejected, 0, "{reply:?}");
+        totals.0 += reply.accepted;
+        totals.1 += reply.duplicates;
+    }
+    totals
 }
 
 /// Records one event and returns whether it was a duplicate.
