@@ -3,20 +3,28 @@
 
 use std::process::Command;
 
-#[test]
-fn the_bench_harness_runs_end_to_end() {
+/// Runs `reach bench <args> --work-dir <a temporary directory>`; its stdout.
+fn bench(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_reach"))
-        .args(["bench", "run", "--smoke", "--work-dir"])
+        .arg("bench")
+        .args(args)
+        .arg("--work-dir")
         .arg(dir.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn the_bench_harness_runs_end_to_end() {
+    let stdout = bench(&["run", "--smoke"]);
     for scenario in ["best", "reachability", "record", "bulk", "mixed"] {
         let row = stdout
             .lines()
@@ -37,27 +45,21 @@ fn the_bench_harness_runs_end_to_end() {
 
 #[test]
 fn the_soak_runs_and_reports_its_drift() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_reach"))
-        .args([
-            "bench",
-            "soak",
-            "--contacts",
-            "1000",
-            "--events-per-contact",
-            "5",
-        ])
-        .args(["--probe", "1s", "--settle", "500ms", "--duration", "2s"])
-        .args(["--window", "1s", "--work-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = bench(&[
+        "soak",
+        "--contacts",
+        "1000",
+        "--events-per-contact",
+        "5",
+        "--probe",
+        "1s",
+        "--settle",
+        "500ms",
+        "--duration",
+        "2s",
+        "--window",
+        "1s",
+    ]);
     for figure in ["| server RSS MiB |", "| p99 ms |", "| store MiB |"] {
         assert!(stdout.contains(figure), "missing {figure}:\n{stdout}");
     }
@@ -77,27 +79,23 @@ fn the_redis_comparison_runs_end_to_end() {
         eprintln!("notice: redis-server is not installed: skipped");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_reach"))
-        .args(["bench", "redis", "--contacts", "200", "--rounds", "1"])
-        .args([
-            "--duration",
-            "300ms",
-            "--warmup",
-            "100ms",
-            "--raw-requests",
-            "2000",
-        ])
-        .args(["--connections", "1", "--in-flight", "4", "--work-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = bench(&[
+        "redis",
+        "--contacts",
+        "200",
+        "--rounds",
+        "1",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "100ms",
+        "--raw-requests",
+        "2000",
+        "--connections",
+        "1",
+        "--in-flight",
+        "4",
+    ]);
     for call in ["| GetBestChannel |", "| RecordEvent |"] {
         let row = stdout
             .lines()
