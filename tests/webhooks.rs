@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as BASE64};
-use common::*;
+use common::{http::*, *};
 use hmac::{Hmac, Mac};
 use reach::{
     proto::{self, Channel},
@@ -27,14 +27,6 @@ const JSON: &str = "application/json";
 
 fn sendgrid_key() -> p256::ecdsa::SigningKey {
     p256::ecdsa::SigningKey::from_slice(&[42u8; 32]).unwrap()
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/tests/fixtures/providers/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
 }
 
 fn endpoint(tenant: &str, secret: &str) -> WebhookEndpoint {
@@ -60,6 +52,7 @@ fn endpoint(tenant: &str, secret: &str) -> WebhookEndpoint {
         .map(|(k, v)| (k.to_owned(), v))
         .collect(),
         unsigned: false,
+        sns_topic_arns: Vec::new(),
     }
 }
 
@@ -75,53 +68,6 @@ async fn start_with(tweak: impl FnOnce(&mut reach::config::Config)) -> TestServe
 
 async fn start() -> TestServer {
     start_with(|_| {}).await
-}
-
-/// POSTs over HTTP/1.1; returns the status and body.
-async fn post(
-    addr: SocketAddr,
-    path: &str,
-    content_type: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> (u16, String) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    exchange(stream, &addr.to_string(), path, content_type, headers, body).await
-}
-
-/// One HTTP/1.1 request on `stream` (plain TCP or TLS).
-async fn exchange<S>(
-    mut stream: S,
-    host: &str,
-    path: &str,
-    content_type: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> (u16, String)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut response = Vec::new();
-    // A TLS peer may close without close_notify once it has answered.
-    let _ = stream.read_to_end(&mut response).await;
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 fn twilio_signature(url: &str, body: &[u8]) -> String {
@@ -168,28 +114,8 @@ fn sendgrid_headers(timestamp: i64, body: &[u8]) -> Vec<(&'static str, String)> 
     ]
 }
 
-/// Hard bounces of a contact's email, on the channel or on its addresses.
-async fn email_hard_bounces(client: &mut Client, contact: &str) -> u32 {
-    let p = common::profile(client, contact).await;
-    let on_addresses: u32 = p
-        .addresses
-        .iter()
-        .filter_map(|a| a.state.as_ref())
-        .filter(|s| s.channel == Channel::Email as i32)
-        .filter_map(|s| s.counts)
-        .map(|c| c.bounced_hard)
-        .sum();
-    counts(&p, Channel::Email).bounced_hard + on_addresses
-}
-
 fn now_s() -> i64 {
     now_ms() / 1000
-}
-
-fn summary(body: &str) -> (u64, u64, u64) {
-    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{body}"));
-    let n = |k: &str| v[k].as_u64().unwrap();
-    (n("recorded"), n("duplicates"), n("dead_lettered"))
 }
 
 async fn sms_delivered(client: &mut Client, contact: &str) -> u32 {

@@ -30,6 +30,8 @@ use crate::{
     webhooks::{
         WebhookEndpoint, WebhooksConfig,
         signatures::{self, Refusal},
+        sns::SnsKind,
+        sns_client::{SnsClient, SnsFailure},
     },
 };
 
@@ -44,6 +46,7 @@ struct Intake {
     endpoints: HashMap<[u8; 32], (Tenant, WebhookEndpoint)>,
     /// Mailgun tokens seen within the clock-skew window (replays).
     seen_tokens: Mutex<HashMap<String, Instant>>,
+    sns: SnsClient,
 }
 
 /// Serves the webhook port until `shutdown` resolves.
@@ -71,6 +74,7 @@ pub async fn serve(
     let intake = Arc::new(Intake {
         engine,
         limiter,
+        sns: SnsClient::new(config.sns.clone())?,
         config,
         endpoints,
         seen_tokens: Mutex::new(HashMap::new()),
@@ -175,14 +179,20 @@ impl Intake {
             .to_ascii_lowercase();
         let form = content_type.starts_with("application/x-www-form-urlencoded");
         let json = content_type.starts_with("application/json");
-        if !form && !json {
+        // SNS posts its JSON envelope as text/plain.
+        let sns_text = provider == "ses" && content_type.starts_with("text/plain");
+        if !form && !json && !sns_text {
             return Err((
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "content type must be application/json or application/x-www-form-urlencoded",
             ));
         }
         let mut token = None;
-        if !endpoint.unsigned {
+        if provider == "ses" && !endpoint.unsigned {
+            if let Some(answer) = self.sns_message(endpoint, &body).await? {
+                return Ok(answer);
+            }
+        } else if !endpoint.unsigned {
             token = self
                 .verify(provider, endpoint, uri, headers, &content_type, &body)
                 .map_err(|refusal| match refusal {
@@ -233,6 +243,40 @@ impl Intake {
             "recorded": recorded, "duplicates": duplicates, "dead_lettered": dead_lettered
         });
         Ok((StatusCode::OK, axum::Json(summary)).into_response())
+    }
+
+    /// Verifies an SNS message. A notification goes on to be recorded
+    /// (`None`); a subscription message is answered here.
+    async fn sns_message(
+        &self,
+        endpoint: &WebhookEndpoint,
+        body: &[u8],
+    ) -> Result<Option<Response>, Rejection> {
+        let sns_rejection = |failure| match failure {
+            SnsFailure::Refused(Refusal::Missing(r)) => (StatusCode::UNAUTHORIZED, r),
+            SnsFailure::Refused(Refusal::Bad(r)) => (StatusCode::FORBIDDEN, r),
+            SnsFailure::Unavailable(r) => (StatusCode::SERVICE_UNAVAILABLE, r),
+        };
+        let message = self
+            .sns
+            .verify(body, &endpoint.sns_topic_arns, self.config.max_clock_skew)
+            .await
+            .map_err(sns_rejection)?;
+        metrics::counter!("reach_webhook_verified_total", "provider" => "ses").increment(1);
+        match message.kind() {
+            Ok(SnsKind::SubscriptionConfirmation) => {
+                let text = match self.sns.confirm(&message).await.map_err(sns_rejection)? {
+                    true => "subscription confirmed",
+                    false => "subscription not confirmed: confirmation is off, see the log",
+                };
+                Ok(Some(reply(StatusCode::OK, text)))
+            }
+            Ok(SnsKind::UnsubscribeConfirmation) => {
+                tracing::warn!(topic = %message.topic_arn, "SNS subscription ended by the topic's owner");
+                Ok(Some(reply(StatusCode::OK, "unsubscription noted")))
+            }
+            _ => Ok(None),
+        }
     }
 
     fn verify(

@@ -7,6 +7,8 @@
 
 mod intake;
 pub mod signatures;
+pub mod sns;
+mod sns_client;
 mod tls;
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
@@ -39,6 +41,9 @@ pub struct WebhooksConfig {
     pub requests_per_second_per_source: u32,
     /// Requests one source may send at once above that rate.
     pub burst_per_source: u32,
+    /// Amazon SNS (how SES notifications arrive): certificate hosts,
+    /// message age, subscription confirmation.
+    pub sns: sns::SnsConfig,
     pub endpoints: Vec<WebhookEndpoint>,
 }
 
@@ -52,6 +57,7 @@ impl Default for WebhooksConfig {
             max_clock_skew: Duration::from_secs(300),
             requests_per_second_per_source: 200,
             burst_per_source: 400,
+            sns: sns::SnsConfig::default(),
             endpoints: Vec::new(),
         }
     }
@@ -72,6 +78,11 @@ pub struct WebhookEndpoint {
     /// Signing keys by provider: `twilio` / `twilio-voice` the account's
     /// auth token, `mailgun` the webhook signing key, `sendgrid` the
     /// verification key (base64 DER, from the Event Webhook settings),
-    /// `plivo` the auth token, `vonage` the signature secret.
+    /// `plivo` the auth token, `vonage` the signature secret. (`ses` needs
+    /// none: see `sns_topic_arns`.)
     pub signing_keys: BTreeMap<String, String>,
+    /// SNS topics (ARNs) whose messages this endpoint takes on `ses`: SNS
+    /// signs every topic's messages with the same AWS certificates, so the
+    /// topic is what says a message is this tenant's. Required for `ses`.
+    pub sns_topic_arns: Vec<String>,
 }

@@ -3,6 +3,8 @@
 //! ([`ProcessServer`], for SIGKILL and SIGTERM tests), plus event builders.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
