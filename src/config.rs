@@ -367,6 +367,24 @@ mod tests {
         });
     }
 
+    /// The example in docs/webhooks.md is a valid config.
+    #[test]
+    fn webhooks_doc_example_parses() {
+        let doc = include_str!("../docs/webhooks.md");
+        let example = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/webhooks.md has a TOML example");
+        let parsed: Config = toml::from_str(example).unwrap_or_else(|e| panic!("{e}"));
+        let endpoint = &parsed.webhooks.endpoints[0];
+        assert_eq!(endpoint.sns_topic_arns.len(), 1);
+        assert_eq!(
+            parsed.webhooks.sns,
+            crate::webhooks::sns::SnsConfig::default()
+        );
+    }
+
     #[test]
     fn default_config_round_trips_through_toml() {
         let rendered = Config::default().to_toml();
