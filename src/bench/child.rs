@@ -45,7 +45,14 @@ impl ServerProcess {
 
     async fn spawn(args: &[&str], wait_health: bool) -> anyhow::Result<Self> {
         let started = Instant::now();
-        let mut child = Command::new(std::env::current_exe()?)
+        // A profiler to run the server under (e.g. `heaptrack -o
+        // /tmp/soak`): its words go before the server's command line. The
+        // RSS read is then the wrapper's, not the server's.
+        let wrapper = std::env::var("REACH_BENCH_SERVER_WRAPPER").unwrap_or_default();
+        let mut words: Vec<String> = wrapper.split_whitespace().map(str::to_owned).collect();
+        words.push(std::env::current_exe()?.to_string_lossy().into_owned());
+        let mut child = Command::new(&words[0])
+            .args(&words[1..])
             .args(args)
             .env("RUST_LOG", "warn")
             .env("REACH_ADMIN_LISTEN", "127.0.0.1:0")
