@@ -50,10 +50,13 @@ impl ServerProcess {
         // RSS read is then the wrapper's, not the server's.
         let wrapper = std::env::var("REACH_BENCH_SERVER_WRAPPER").unwrap_or_default();
         let mut words: Vec<String> = wrapper.split_whitespace().map(str::to_owned).collect();
+        let wrapped = !words.is_empty();
         words.push(std::env::current_exe()?.to_string_lossy().into_owned());
         let mut child = Command::new(&words[0])
             .args(&words[1..])
             .args(args)
+            // Not a config key: `REACH_` variables are read as config.
+            .env_remove("REACH_BENCH_SERVER_WRAPPER")
             .env("RUST_LOG", "warn")
             .env("REACH_ADMIN_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
@@ -61,15 +64,28 @@ impl ServerProcess {
             .spawn()
             .context("spawning the server")?;
         let stdout = child.stdout.take().context("child stdout")?;
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        // The server's first line names its address; a wrapper may print
+        // its own lines before it.
+        let first = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut skipped = Vec::new();
+            for line in lines.by_ref() {
+                let line = line?;
+                if line.starts_with("reach listening on ") || !wrapped {
+                    return Ok((line, skipped));
+                }
+                skipped.push(line);
+            }
+            Ok::<_, std::io::Error>((String::new(), skipped))
         })
         .await??;
+        let (line, skipped) = first;
         let addr = line
             .trim()
             .strip_prefix("reach listening on ")
-            .with_context(|| format!("unexpected first line from server: {line:?}"))?
+            .with_context(|| {
+                format!("unexpected first line from server: {line:?} (after {skipped:?})")
+            })?
             .to_string();
         if wait_health {
             wait_serving(&addr).await?;
