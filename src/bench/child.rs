@@ -3,9 +3,11 @@
 //! exactly as a real client would.
 
 use std::{
+    collections::BTreeSet,
     io::{BufRead, BufReader},
     path::Path,
     process::{Command, Stdio},
+    sync::{Mutex, Once},
     time::{Duration, Instant},
 };
 
@@ -63,6 +65,7 @@ impl ServerProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .context("spawning the server")?;
+        children::adopt(child.id());
         let stdout = child.stdout.take().context("child stdout")?;
         // The server's first line names its address; a wrapper may print
         // its own lines before it.
@@ -121,6 +124,54 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        children::release(self.child.id());
+    }
+}
+
+/// A bench stopped by SIGTERM or SIGINT exits without running `Drop`, and
+/// a server left behind holds its store's lock: the first child spawned
+/// installs a handler that stops every live child before exiting.
+mod children {
+    use super::*;
+
+    static LIVE: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+    static HANDLER: Once = Once::new();
+
+    pub fn adopt(pid: u32) {
+        LIVE.lock().expect("child registry").insert(pid);
+        HANDLER.call_once(|| {
+            tokio::spawn(stop_all_on_signal());
+        });
+    }
+
+    pub fn release(pid: u32) {
+        LIVE.lock().expect("child registry").remove(&pid);
+    }
+
+    async fn stop_all_on_signal() {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        let code = tokio::select! {
+            _ = term.recv() => 143,
+            _ = int.recv() => 130,
+        };
+        let pids: Vec<u32> = LIVE
+            .lock()
+            .expect("child registry")
+            .iter()
+            .copied()
+            .collect();
+        for pid in pids {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        std::process::exit(code);
     }
 }
 
