@@ -228,19 +228,27 @@ fn phone(raw: &str, region: Option<&str>) -> Result<CanonicalAddress, String> {
     }
     let number: PhoneNumber =
         phonenumber::parse(region_id, raw).map_err(|e| format!("is not a phone number ({e})"))?;
-    if !phonenumber::is_valid(&number) {
+    // `is_valid` is exactly "the number type is known", and each of
+    // `is_valid`, `number_type` and `country().id()` looks the number's
+    // region up again (for +1, by matching the number against each NANP
+    // country's patterns): asking for the type once and the region's
+    // metadata once halves the cost of a new number (a tenth of a unary
+    // write's CPU in the profile).
+    let database = &phonenumber::metadata::DATABASE;
+    let number_type = number.number_type(database);
+    if number_type == phonenumber::Type::Unknown {
         return Err("is not a valid phone number for its country's numbering plan".into());
     }
-    let phone_type = PhoneType::from_metadata(number.number_type(&phonenumber::metadata::DATABASE));
+    let region = number
+        .metadata(database)
+        .and_then(|m| m.id().parse::<country::Id>().ok())
+        .map(|id| id.as_ref().to_string())
+        .unwrap_or_default();
     Ok(CanonicalAddress {
         text: Sensitive(number.format().mode(Mode::E164).to_string()),
         kind: AddressKind::Phone,
-        phone_type,
-        region: number
-            .country()
-            .id()
-            .map(|id| id.as_ref().to_string())
-            .unwrap_or_default(),
+        phone_type: PhoneType::from_metadata(number_type),
+        region,
     })
 }
 
