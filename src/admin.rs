@@ -66,7 +66,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let handle = metrics_handle();
     let app = Router::new()
-        .route("/metrics", get(move || async move { handle.render() }))
+        .route(
+            "/metrics",
+            get(move || async move {
+                // Read when scraped, so the figures are those of now.
+                crate::memory::publish();
+                handle.render()
+            }),
+        )
         .route("/livez", get(|| async { "ok\n" }))
         .route(
             "/readyz",

@@ -26,6 +26,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod grpc;
+pub mod memory;
 pub mod providers;
 pub mod server;
 pub mod sim;

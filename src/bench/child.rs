@@ -5,6 +5,7 @@
 use std::{
     collections::BTreeSet,
     io::{BufRead, BufReader},
+    net::SocketAddr,
     path::Path,
     process::{Command, Stdio},
     sync::{Mutex, Once},
@@ -18,6 +19,8 @@ use tonic_health::pb::{
 
 pub struct ServerProcess {
     pub addr: String,
+    /// The admin HTTP port (`/metrics`) of a reach server; none for echo.
+    pub admin: Option<SocketAddr>,
     /// From spawn until the health service said SERVING (or the port answered).
     pub ready_in: Duration,
     child: std::process::Child,
@@ -37,15 +40,17 @@ impl ServerProcess {
             args.push("--config");
             args.push(config.to_str().context("config path is not UTF-8")?);
         }
-        Self::spawn(&args, true).await
+        Self::spawn(&args, Some(free_local_port()?)).await
     }
 
     /// The echo baseline server.
     pub async fn echo() -> anyhow::Result<Self> {
-        Self::spawn(&["bench", "echo-server", "--listen", "127.0.0.1:0"], false).await
+        Self::spawn(&["bench", "echo-server", "--listen", "127.0.0.1:0"], None).await
     }
 
-    async fn spawn(args: &[&str], wait_health: bool) -> anyhow::Result<Self> {
+    /// Spawns the server; a reach server (one with an `admin` port) is
+    /// waited for until its health service says SERVING.
+    async fn spawn(args: &[&str], admin: Option<SocketAddr>) -> anyhow::Result<Self> {
         let started = Instant::now();
         // A profiler to run the server under (e.g. `heaptrack -o
         // /tmp/soak`): its words go before the server's command line. The
@@ -60,7 +65,10 @@ impl ServerProcess {
             // Not a config key: `REACH_` variables are read as config.
             .env_remove("REACH_BENCH_SERVER_WRAPPER")
             .env("RUST_LOG", "warn")
-            .env("REACH_ADMIN_LISTEN", "127.0.0.1:0")
+            .env(
+                "REACH_ADMIN_LISTEN",
+                admin.map_or("127.0.0.1:0".into(), |a| a.to_string()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -90,11 +98,12 @@ impl ServerProcess {
                 format!("unexpected first line from server: {line:?} (after {skipped:?})")
             })?
             .to_string();
-        if wait_health {
+        if admin.is_some() {
             wait_serving(&addr).await?;
         }
         Ok(ServerProcess {
             addr,
+            admin,
             ready_in: started.elapsed(),
             child,
         })
@@ -110,6 +119,24 @@ impl ServerProcess {
         proc_status_kib(self.child.id(), "VmRSS:").map(|kib| kib * 1024)
     }
 
+    /// The server's allocator figures now, from its `/metrics`, if it has an
+    /// admin port and runs on jemalloc.
+    pub async fn allocator(&self) -> Option<crate::memory::AllocatorStats> {
+        let text = get_metrics(self.admin?).await.ok()?;
+        let gauge = |name: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map(|v| v as u64)
+        };
+        Some(crate::memory::AllocatorStats {
+            allocated: gauge("reach_allocator_allocated_bytes")?,
+            active: gauge("reach_allocator_active_bytes")?,
+            resident: gauge("reach_allocator_resident_bytes")?,
+            metadata: gauge("reach_allocator_metadata_bytes")?,
+        })
+    }
+
     /// Graceful stop (SIGTERM), waiting for the exit.
     pub fn stop(mut self) -> anyhow::Result<()> {
         Command::new("kill")
@@ -118,6 +145,33 @@ impl ServerProcess {
         self.child.wait()?;
         Ok(())
     }
+}
+
+/// A port free now on the loopback, for a child to bind: the child's own
+/// ephemeral admin port would not be known to the bench (only the gRPC
+/// address is printed).
+fn free_local_port() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// `GET /metrics` on a server's admin port.
+async fn get_metrics(admin: SocketAddr) -> anyhow::Result<String> {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(admin).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let request = http::Request::get("/metrics")
+        .header(http::header::HOST, admin.to_string())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let response = sender.send_request(request).await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "/metrics: {}",
+        response.status()
+    );
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 impl Drop for ServerProcess {

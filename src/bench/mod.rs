@@ -150,6 +150,11 @@ pub struct SoakArgs {
     /// Fraction of the measured maximum throughput to offer.
     #[arg(long, default_value_t = 0.7)]
     fraction: f64,
+    /// Offer this many calls per second instead of a fraction of the
+    /// maximum (the probe still runs and is reported): to compare builds or
+    /// settings at the same load, since the probe moves between runs.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Calls in flight at most.
     #[arg(long, default_value_t = 64)]
     workers: usize,
@@ -177,6 +182,10 @@ impl SoakArgs {
             "--fraction must be in (0, 1]"
         );
         anyhow::ensure!(
+            self.rate.is_none_or(|r| r >= 1.0),
+            "--rate must be at least 1 call per second"
+        );
+        anyhow::ensure!(
             self.window > Duration::ZERO && self.window <= self.duration,
             "--window must be positive and at most --duration"
         );
@@ -191,6 +200,7 @@ impl SoakArgs {
                 duration: self.probe,
             },
             fraction: self.fraction,
+            rate: self.rate,
             workers: self.workers.max(1),
             settle: self.settle,
             duration: self.duration,

@@ -32,6 +32,8 @@ pub struct SoakSpec {
     pub probe: Load,
     /// Fraction of that maximum the soak offers.
     pub fraction: f64,
+    /// A fixed rate to offer instead of the fraction.
+    pub rate: Option<f64>,
     /// Calls in flight at most (open-loop workers).
     pub workers: usize,
     /// Unreported time at the paced rate before the first window (caches
@@ -51,6 +53,11 @@ pub struct Sample {
     pub p50_us: u64,
     pub p99_us: u64,
     pub rss_bytes: u64,
+    /// The server's live heap (jemalloc `allocated`); 0 if unknown.
+    pub heap_bytes: u64,
+    /// What jemalloc holds resident (`resident`: live heap, the unused part
+    /// of its pages, dirty pages not yet returned, metadata); 0 if unknown.
+    pub allocator_resident_bytes: u64,
     pub store_bytes: u64,
 }
 
@@ -101,7 +108,7 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
 
     let probe = target.run(Scenario::Mixed, spec.probe).await;
     let max_per_sec = probe.items_per_sec();
-    let offered_per_sec = (max_per_sec * spec.fraction).max(1.0);
+    let offered_per_sec = spec.rate.unwrap_or(max_per_sec * spec.fraction).max(1.0);
     eprintln!(
         "soak: maximum mixed throughput {max_per_sec:.0}/s (p99 {}us); offering {offered_per_sec:.0}/s",
         probe.latency(0.99)
@@ -138,6 +145,7 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
         tokio::time::sleep_until(next.into()).await;
         let window = std::mem::take(&mut *tally.lock().expect("tally"));
         let hist = window.latency_us.unwrap_or_else(new_histogram);
+        let allocator = reach.allocator().await;
         let sample = Sample {
             at: next - start,
             calls: window.calls,
@@ -145,6 +153,8 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
             p50_us: hist.value_at_quantile(0.5),
             p99_us: hist.value_at_quantile(0.99),
             rss_bytes: reach.rss().unwrap_or(0),
+            heap_bytes: allocator.map_or(0, |a| a.allocated),
+            allocator_resident_bytes: allocator.map_or(0, |a| a.resident),
             store_bytes: dir_size(&data_dir).unwrap_or(0),
         };
         eprintln!("{}", sample.row(spec.window));
@@ -164,13 +174,15 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
 impl Sample {
     fn row(&self, window: Duration) -> String {
         format!(
-            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
             self.at.as_secs_f64() / 60.0,
             self.calls as f64 / window.as_secs_f64(),
             self.errors,
             self.p50_us as f64 / 1000.0,
             self.p99_us as f64 / 1000.0,
             mib(self.rss_bytes),
+            mib(self.heap_bytes),
+            mib(self.allocator_resident_bytes),
             mib(self.store_bytes),
         )
     }
@@ -198,7 +210,7 @@ impl Soak {
              = {:.0}% of the measured maximum {:.0}/s, {} workers, {:?} settling + {:?} measured.\n",
             spec.contacts,
             self.offered_per_sec,
-            spec.fraction * 100.0,
+            self.offered_per_sec / self.max_per_sec.max(1.0) * 100.0,
             self.max_per_sec,
             spec.workers,
             spec.settle,
@@ -228,6 +240,23 @@ impl Soak {
             );
             let _ = writeln!(
                 out,
+                "| live heap MiB (jemalloc allocated) | {:.1} | {:.1} | {:+.1}% | what reach holds |",
+                mib(first.heap_bytes),
+                mib(last.heap_bytes),
+                drift(first.heap_bytes as f64, last.heap_bytes as f64) * 100.0,
+            );
+            let _ = writeln!(
+                out,
+                "| jemalloc resident MiB | {:.1} | {:.1} | {:+.1}% | heap + page slack + unreturned pages |",
+                mib(first.allocator_resident_bytes),
+                mib(last.allocator_resident_bytes),
+                drift(
+                    first.allocator_resident_bytes as f64,
+                    last.allocator_resident_bytes as f64
+                ) * 100.0,
+            );
+            let _ = writeln!(
+                out,
                 "| store MiB | {:.1} | {:.1} | {:+.1}% | grows with the events written |",
                 mib(first.store_bytes),
                 mib(last.store_bytes),
@@ -237,9 +266,9 @@ impl Soak {
         }
         let _ = writeln!(
             out,
-            "| minute | calls/s | errors | p50 ms | p99 ms | RSS MiB | store MiB |"
+            "| minute | calls/s | errors | p50 ms | p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
         for sample in &self.samples {
             let _ = writeln!(out, "{}", sample.row(spec.window));
         }
