@@ -13,8 +13,9 @@ pub struct AllocatorStats {
     /// Bytes in pages holding live allocations (allocated plus the unused
     /// part of those pages).
     pub active: u64,
-    /// Bytes of the allocator's pages that are resident in memory, its own
-    /// metadata and dirty pages not yet returned included.
+    /// Bytes of the allocator's pages that may be resident, its own metadata
+    /// and dirty pages not yet returned included: an upper bound (pages
+    /// mapped but never touched count too), so it can exceed the RSS.
     pub resident: u64,
     /// Bytes of the allocator's own metadata.
     pub metadata: u64,

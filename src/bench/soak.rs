@@ -55,8 +55,9 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// The server's live heap (jemalloc `allocated`); 0 if unknown.
     pub heap_bytes: u64,
-    /// What jemalloc holds resident (`resident`: live heap, the unused part
-    /// of its pages, dirty pages not yet returned, metadata); 0 if unknown.
+    /// What jemalloc may hold resident (`resident`, an upper bound: live
+    /// heap, the unused part of its pages, dirty pages not yet returned,
+    /// metadata); 0 if unknown.
     pub allocator_resident_bytes: u64,
     pub store_bytes: u64,
 }
@@ -247,7 +248,7 @@ impl Soak {
             );
             let _ = writeln!(
                 out,
-                "| jemalloc resident MiB | {:.1} | {:.1} | {:+.1}% | heap + page slack + unreturned pages |",
+                "| jemalloc resident MiB | {:.1} | {:.1} | {:+.1}% | upper bound: heap + page slack + unreturned pages |",
                 mib(first.allocator_resident_bytes),
                 mib(last.allocator_resident_bytes),
                 drift(
