@@ -239,30 +239,23 @@ impl Soak {
                 p99 * 100.0,
                 verdict(p99.abs() < 0.20)
             );
-            let _ = writeln!(
-                out,
-                "| live heap MiB (jemalloc allocated) | {:.1} | {:.1} | {:+.1}% | what reach holds |",
-                mib(first.heap_bytes),
-                mib(last.heap_bytes),
-                drift(first.heap_bytes as f64, last.heap_bytes as f64) * 100.0,
-            );
-            let _ = writeln!(
-                out,
-                "| jemalloc resident MiB | {:.1} | {:.1} | {:+.1}% | upper bound: heap + page slack + unreturned pages |",
-                mib(first.allocator_resident_bytes),
-                mib(last.allocator_resident_bytes),
-                drift(
-                    first.allocator_resident_bytes as f64,
-                    last.allocator_resident_bytes as f64
-                ) * 100.0,
-            );
-            let _ = writeln!(
-                out,
-                "| store MiB | {:.1} | {:.1} | {:+.1}% | grows with the events written |",
-                mib(first.store_bytes),
-                mib(last.store_bytes),
-                drift(first.store_bytes as f64, last.store_bytes as f64) * 100.0,
-            );
+            let sizes = [
+                ("live heap MiB (jemalloc allocated)", "what reach holds"),
+                (
+                    "jemalloc resident MiB",
+                    "upper bound: heap + page slack + unreturned pages",
+                ),
+                ("store MiB", "grows with the events written"),
+            ];
+            let bytes = |s: &Sample| [s.heap_bytes, s.allocator_resident_bytes, s.store_bytes];
+            for (((label, note), a), b) in sizes.iter().zip(bytes(first)).zip(bytes(last)) {
+                let change = drift(a as f64, b as f64) * 100.0;
+                let (a, b) = (mib(a), mib(b));
+                let _ = writeln!(
+                    out,
+                    "| {label} | {a:.1} | {b:.1} | {change:+.1}% | {note} |"
+                );
+            }
             let _ = writeln!(out, "| errors | | {errors} | | 0 |\n");
         }
         let _ = writeln!(
