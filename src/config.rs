@@ -214,6 +214,10 @@ impl Config {
             ("lifecycle.sweep_every", self.lifecycle.sweep_every),
             ("route_health.window", self.route_health.window),
             (
+                "route_health.outlook_baseline",
+                self.route_health.outlook_baseline,
+            ),
+            (
                 "route_health.evaluate_every",
                 self.route_health.evaluate_every,
             ),

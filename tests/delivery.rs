@@ -418,6 +418,163 @@ async fn a_route_degrades_and_recovers_with_actions_and_urgent_traffic_avoids_it
     assert_eq!(urgent.channel, Channel::Sms as i32);
 }
 
+/// Outcomes of single SMS messages on `carrier`, one contact each, at `at_ms`.
+fn route_outcomes(
+    carrier: &str,
+    tag: &str,
+    at_ms: i64,
+    delivered: usize,
+    failed: usize,
+) -> Vec<proto::ChannelEvent> {
+    (0..delivered + failed)
+        .map(|i| {
+            let status = if i < delivered {
+                Status::Delivered
+            } else {
+                Status::PendingRetry
+            };
+            let id = format!("{tag}-{i}");
+            routed(
+                event(&id, &id, Channel::Sms, status, at_ms),
+                &id,
+                carrier,
+                "promo",
+            )
+        })
+        .collect()
+}
+
+async fn sms_reasons(
+    client: &mut Client,
+    contact: &str,
+    as_of_ms: Option<i64>,
+) -> (f64, Vec<String>) {
+    let sms = channel_score(&reachability(client, contact, as_of_ms).await, Channel::Sms);
+    (sms.score, sms.reasons)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_that_delivers_far_below_its_baseline_lowers_its_channels_for_every_ask() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let now = now_ms();
+    let day = 24 * HOUR;
+    // A contact whose own record favours SMS through "flaky", 20 days ago.
+    let mut own = Vec::new();
+    for i in 0..4 {
+        let id = format!("own{i}");
+        own.push(routed(
+            event(
+                &id,
+                "loyal",
+                Channel::Sms,
+                Status::Delivered,
+                now - 20 * day - i * SECOND,
+            ),
+            &id,
+            "flaky",
+            "promo",
+        ));
+    }
+    own.push(event(
+        "own-mail",
+        "loyal",
+        Channel::Email,
+        Status::Delivered,
+        now - 20 * day,
+    ));
+    bulk(&mut client, own).await;
+    // The route's baseline: everything delivered, 25 messages a day, 2 to 9 days ago.
+    for k in 2..=9 {
+        bulk(
+            &mut client,
+            route_outcomes("flaky", &format!("base{k}"), now - k * day, 25, 0),
+        )
+        .await;
+    }
+    // What the contact's record alone says, and with a healthy route.
+    let four_days_ago = Some(now - 4 * day);
+    let (before, reasons) = sms_reasons(&mut client, "loyal", four_days_ago).await;
+    assert!(
+        !reasons.iter().any(|r| r.contains("route sms/flaky")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        best(&mut client, "loyal", &[]).await.channel,
+        Channel::Sms as i32
+    );
+
+    // Yesterday the route delivered 20 of 50: 0.40 against 1.00.
+    bulk(
+        &mut client,
+        route_outcomes("flaky", "burst", now - day, 20, 30),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (after, reasons) = loop {
+        let (score, reasons) = sms_reasons(&mut client, "loyal", None).await;
+        if reasons.iter().any(|r| r.contains("route sms/flaky/US")) {
+            break (score, reasons);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no route outlook: {reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = reasons
+        .iter()
+        .find(|r| r.contains("route sms/flaky/US"))
+        .unwrap();
+    assert!(
+        reason.contains("delivered 0.40 over the last day against 1.00 before: score x 0.40"),
+        "{reason}"
+    );
+    assert!(after < before * 0.45, "{after} vs {before}");
+    // Every ask, not only urgent ones: the best channel moves to email.
+    let answer = best(&mut client, "loyal", &[]).await;
+    assert_eq!(answer.channel, Channel::Email as i32, "{answer:?}");
+    let sms = answer
+        .ranked
+        .iter()
+        .find(|c| c.channel == Channel::Sms as i32)
+        .unwrap();
+    assert!(
+        sms.reasons.iter().any(|r| r.contains("score x 0.40")),
+        "{:?}",
+        sms.reasons
+    );
+    // As of four days ago the burst had not happened: nothing later leaks
+    // in, and the contact's own evidence is what it was.
+    let (then, reasons) = sms_reasons(&mut client, "loyal", four_days_ago).await;
+    assert!(
+        (then - before).abs() < 1e-9,
+        "{then} vs {before}: {reasons:?}"
+    );
+    // Other carriers are not touched.
+    bulk(
+        &mut client,
+        vec![routed(
+            event(
+                "steady-1",
+                "steady",
+                Channel::Sms,
+                Status::Delivered,
+                now - 20 * day,
+            ),
+            "steady-1",
+            "solid",
+            "promo",
+        )],
+    )
+    .await;
+    let (_, reasons) = sms_reasons(&mut client, "steady", None).await;
+    assert!(
+        !reasons.iter().any(|r| r.contains("route sms/")),
+        "{reasons:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn delivery_stats_group_and_filter_a_known_data_set() {
     let server = TestServer::start().await;

@@ -29,28 +29,42 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// `reach serve` on `data_dir`, with an ephemeral port.
     pub async fn reach(data_dir: &Path) -> anyhow::Result<Self> {
-        Self::reach_with(data_dir, None).await
+        Self::reach_with(data_dir, None, &[]).await
     }
 
-    /// `reach serve` on `data_dir` with a config file, if given.
-    pub async fn reach_with(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Self> {
+    /// `reach serve` on `data_dir` with a config file, if given, and
+    /// settings in `REACH_*` variables (over the file's).
+    pub async fn reach_with(
+        data_dir: &Path,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = data_dir.to_str().context("data dir is not UTF-8")?;
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", dir];
         if let Some(config) = config {
             args.push("--config");
             args.push(config.to_str().context("config path is not UTF-8")?);
         }
-        Self::spawn(&args, Some(free_local_port()?)).await
+        Self::spawn(&args, env, Some(free_local_port()?)).await
     }
 
     /// The echo baseline server.
     pub async fn echo() -> anyhow::Result<Self> {
-        Self::spawn(&["bench", "echo-server", "--listen", "127.0.0.1:0"], None).await
+        Self::spawn(
+            &["bench", "echo-server", "--listen", "127.0.0.1:0"],
+            &[],
+            None,
+        )
+        .await
     }
 
     /// Spawns the server; a reach server (one with an `admin` port) is
     /// waited for until its health service says SERVING.
-    async fn spawn(args: &[&str], admin: Option<SocketAddr>) -> anyhow::Result<Self> {
+    async fn spawn(
+        args: &[&str],
+        env: &[(&str, &str)],
+        admin: Option<SocketAddr>,
+    ) -> anyhow::Result<Self> {
         let started = Instant::now();
         // A profiler to run the server under (e.g. `heaptrack -o
         // /tmp/soak`): its words go before the server's command line. The
@@ -65,6 +79,7 @@ impl ServerProcess {
             // Not a config key: `REACH_` variables are read as config.
             .env_remove("REACH_BENCH_SERVER_WRAPPER")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .env(
                 "REACH_ADMIN_LISTEN",
                 admin.map_or("127.0.0.1:0".into(), |a| a.to_string()),

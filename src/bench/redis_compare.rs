@@ -108,9 +108,12 @@ pub async fn compare(spec: &CompareSpec) -> anyhow::Result<String> {
     let sled_dir = spec.work_dir.join("sled-compare");
     let _ = std::fs::remove_dir_all(&sled_dir);
     let sled = ServerProcess::reach(&sled_dir).await?;
-    let redis =
-        ServerProcess::reach_with(&spec.work_dir.join("redis-unused"), Some(config.as_path()))
-            .await?;
+    let redis = ServerProcess::reach_with(
+        &spec.work_dir.join("redis-unused"),
+        Some(config.as_path()),
+        &[],
+    )
+    .await?;
     let (on_sled, on_redis) = (target(&sled, spec).await?, target(&redis, spec).await?);
     eprintln!("filling both stores with {} contacts", spec.contacts);
     fill(&on_sled, spec.contacts, spec.events_per_contact).await?;

@@ -13,6 +13,7 @@ pub mod policy;
 pub mod profile;
 pub mod quiet_hours;
 pub mod route_health;
+pub mod route_outlook;
 pub mod scoring;
 pub mod sender;
 pub mod sender_health;

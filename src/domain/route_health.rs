@@ -35,6 +35,37 @@ pub struct RouteHealthConfig {
     /// How often routes are judged (actions are emitted on changes).
     #[serde(with = "humantime_serde")]
     pub evaluate_every: Duration,
+    /// Scale a channel's score down while its contact's route delivers
+    /// clearly below its own baseline over the last day (see
+    /// `route_outlook.rs`), for every ask, not only urgent ones.
+    pub outlook: bool,
+    /// The days before the last one whose delivery rate is a route's
+    /// baseline for the outlook.
+    #[serde(with = "humantime_serde")]
+    pub outlook_baseline: Duration,
+    /// How far back route day cells are kept in memory, so that asks
+    /// `as_of` the past get their outlook too (a replay of last quarter
+    /// needs a quarter). At least `outlook_baseline` plus two days.
+    #[serde(with = "humantime_serde")]
+    pub outlook_history: Duration,
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+impl RouteHealthConfig {
+    /// Whole days of the outlook's baseline (at least one).
+    pub fn outlook_baseline_days(&self) -> u32 {
+        whole_days(self.outlook_baseline).max(1)
+    }
+
+    /// Days of route cells to keep for the outlook.
+    pub fn outlook_days(&self) -> u32 {
+        whole_days(self.outlook_history).max(self.outlook_baseline_days().saturating_add(2))
+    }
+}
+
+fn whole_days(d: Duration) -> u32 {
+    d.as_secs().div_ceil(DAY.as_secs()).min(u32::MAX as u64 / 2) as u32
 }
 
 impl Default for RouteHealthConfig {
@@ -47,6 +78,9 @@ impl Default for RouteHealthConfig {
             rate_drop: 0.2,
             recover_margin: 0.5,
             evaluate_every: Duration::from_secs(10),
+            outlook: true,
+            outlook_baseline: 14 * DAY,
+            outlook_history: 16 * DAY,
         }
     }
 }

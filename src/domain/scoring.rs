@@ -9,6 +9,7 @@ use crate::domain::{
     address::{AddressId, AddressInfo, ResolvedAddress},
     evidence::Evidence,
     profile::{AddressSlot, Route},
+    route_outlook::Outlook,
     suppression::{Consent, FailureStreak, Suppression, suppression},
 };
 
@@ -110,14 +111,38 @@ pub fn assess(profile: &ContactProfile, model: &ScoringModel, now: Millis) -> Re
         .iter()
         .map(|&c| assess_addresses(c, profile, model, now))
         .collect();
+    Reachability {
+        overall: overall(&channels),
+        channels,
+    }
+}
+
+/// Probability that at least one eligible channel reaches the contact.
+fn overall(channels: &[ChannelAssessment]) -> f64 {
     let miss_all: f64 = channels
         .iter()
         .filter(|a| a.eligible)
         .map(|a| 1.0 - a.score)
         .product();
-    Reachability {
-        overall: 1.0 - miss_all,
-        channels,
+    1.0 - miss_all
+}
+
+/// A channel whose contact's route delivers clearly below its own baseline
+/// (`outlooks[channel]`: the route's name and outlook) is less likely to
+/// reach the contact now whatever the contact's own record says: its score
+/// and weighted score are scaled by the outlook's factor, with the reason.
+pub fn apply_route_outlook(reach: &mut Reachability, outlooks: &[Option<(String, Outlook)>; 4]) {
+    let mut changed = false;
+    for a in &mut reach.channels {
+        if let Some((route, outlook)) = &outlooks[a.channel.index()] {
+            a.score *= outlook.factor;
+            a.weighted *= outlook.factor;
+            a.reasons.push(outlook.reason(route));
+            changed = true;
+        }
+    }
+    if changed {
+        reach.overall = overall(&reach.channels);
     }
 }
 

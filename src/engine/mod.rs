@@ -8,9 +8,11 @@ mod consequences;
 mod contacts;
 mod ingest;
 mod outbox;
+mod outlooks;
 mod policies;
 mod provider_ingest;
 mod reports;
+mod route_days;
 mod routes;
 mod senders;
 mod stats;
@@ -98,7 +100,7 @@ impl<S: Store> Engine<S> {
             lifecycle: settings.lifecycle,
             providers,
             locks: striped_locks::StripedLocks::new(1024),
-            stats: stats::StatsAggregator::new(horizon),
+            stats: stats::StatsAggregator::new(horizon, settings.route_health.outlook_days()),
             routes: routes::RouteMonitor::new(settings.route_health),
             outbox: outbox::Outbox::default(),
         }

@@ -10,7 +10,7 @@ use crate::{
         address::AddressKind,
         policy::{DEFAULT_POLICY, SendPolicy, choose},
         quiet_hours::{QuietHoursConfig, ZoneBook, quiet_until},
-        scoring::{apply_urgency, assess},
+        scoring::apply_urgency,
     },
     engine::{
         Engine,
@@ -173,7 +173,7 @@ impl<S: Store> Engine<S> {
         let profile = self.profile_or_default(tenant, &ask.contact_id).await?;
         let (_, policy, _) = self.policy(tenant, &ask.campaign_type).await?;
         let now = ask.as_of.unwrap_or_else(Millis::now);
-        let mut reach = assess(&profile, &self.model, now);
+        let mut reach = self.assess_on_routes(tenant, &profile, now).await?;
         self.gate_senders(tenant, ask, &mut reach).await?;
         self.mark_quiet_hours(&profile, &policy, &mut reach, now);
         Ok(reach)
@@ -185,7 +185,7 @@ impl<S: Store> Engine<S> {
         let profile = self.profile_or_default(tenant, &ask.contact_id).await?;
         let (name, policy, _) = self.policy(tenant, &ask.campaign_type).await?;
         let now = ask.as_of.unwrap_or_else(Millis::now);
-        let mut reach = assess(&profile, &self.model, now);
+        let mut reach = self.assess_on_routes(tenant, &profile, now).await?;
         self.gate_senders(tenant, ask, &mut reach).await?;
         if ask.urgent || policy.urgent {
             let degraded = Channel::ALL.map(|channel| {

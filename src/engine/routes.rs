@@ -46,6 +46,10 @@ impl RouteMonitor {
         }
     }
 
+    pub fn config(&self) -> &RouteHealthConfig {
+        &self.config
+    }
+
     /// Minutes the statistics must keep for the window and baseline.
     pub fn horizon_minutes(config: &RouteHealthConfig) -> u32 {
         ((config.window + config.baseline).as_secs() / 60 + 2) as u32
@@ -178,7 +182,7 @@ fn describe(route: &Dims) -> String {
     )
 }
 
-fn describe_parts(channel: Channel, carrier: &str, country: &str) -> String {
+pub(super) fn describe_parts(channel: Channel, carrier: &str, country: &str) -> String {
     let or_any = |s: &str| {
         if s.is_empty() {
             "any".to_string()

@@ -16,8 +16,10 @@ use std::{
 use crate::{
     domain::{
         Millis, Status,
+        route_outlook::DayTally,
         stats::{Dims, StatCell},
     },
+    engine::route_days::RouteDays,
     storage::{Granularity, StatDelta, Store, StoreError, Tenant},
 };
 
@@ -35,6 +37,8 @@ pub struct StatsAggregator {
     /// Minute cells per route within `horizon_minutes`.
     routes: RwLock<HashMap<RouteKey, BTreeMap<u32, StatCell>>>,
     horizon_minutes: u32,
+    /// Day tallies per route for the route outlook.
+    days: RouteDays,
 }
 
 /// The value under `key`, inserted empty if missing; unlike `entry`, takes
@@ -47,12 +51,13 @@ fn slot<'a, K: Eq + Hash + Clone, V: Default>(map: &'a mut HashMap<K, V>, key: &
 }
 
 impl StatsAggregator {
-    pub fn new(horizon_minutes: u32) -> Self {
+    pub fn new(horizon_minutes: u32, outlook_days: u32) -> Self {
         StatsAggregator {
             pending: Mutex::new(HashMap::new()),
             flushing: tokio::sync::Mutex::new(()),
             routes: RwLock::new(HashMap::new()),
             horizon_minutes: horizon_minutes.max(1),
+            days: RouteDays::new(outlook_days),
         }
     }
 
@@ -124,6 +129,17 @@ impl StatsAggregator {
             }
             return Err(e);
         }
+        let day_cells = taken.iter().flat_map(|(tenant, buckets)| {
+            buckets
+                .iter()
+                .filter(|((granularity, _), _)| *granularity == Granularity::Day)
+                .flat_map(move |(&(_, day), cells)| {
+                    cells
+                        .iter()
+                        .map(move |(dims, cell)| (tenant, day, dims, cell))
+                })
+        });
+        self.days.add(day_cells, now);
         let oldest = Granularity::Minute
             .bucket(now)
             .saturating_sub(self.horizon_minutes);
@@ -168,7 +184,28 @@ impl StatsAggregator {
                 .merge(&cell);
         }
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-        Ok(())
+        self.days.reload(store, now).await
+    }
+
+    /// The sum of a route's day tallies in `[from, to]` (day numbers),
+    /// reading the tenant's days from the store the first time.
+    pub async fn route_days<S: Store>(
+        &self,
+        store: &S,
+        tenant: &Tenant,
+        route: &Dims,
+        from: u32,
+        to: u32,
+        now: Millis,
+    ) -> Result<DayTally, StoreError> {
+        if !self.days.is_loaded(tenant) {
+            // No flush in between: it would add deltas the load also reads.
+            let _one_at_a_time = self.flushing.lock().await;
+            if !self.days.is_loaded(tenant) {
+                self.days.load(store, tenant, now).await?;
+            }
+        }
+        Ok(self.days.tally(tenant, route, from, to))
     }
 
     /// The routes of `tenant` (or of every tenant) with recent cells.
@@ -236,7 +273,7 @@ mod tests {
 
     #[test]
     fn records_into_day_and_route_minute_cells() {
-        let stats = StatsAggregator::new(60);
+        let stats = StatsAggregator::new(60, 16);
         let tenant = Tenant::default();
         let dims = Dims {
             channel: Some(Channel::Sms),

@@ -1,12 +1,16 @@
 //! `reach eval`: replays a simulated population through a real `reach
 //! serve` over gRPC and scores its predictions against the hidden truth.
 //!
-//! Contacts are independent (a contact's scores depend on its own events
-//! only), so each is replayed in its own time order by one of many workers:
-//! before each message, every event the sender would have seen by then is
-//! recorded, then `GetBestChannel` (evaluated `as_of` the send time) gives
-//! the score of the message's channel and the channel reach would choose;
-//! only then is the message's true outcome used.
+//! The population moves forward a day at a time: many workers replay their
+//! contacts to the day's end, each contact in its own time order (before
+//! each message, every event the sender would have seen by then is
+//! recorded, then `GetBestChannel` evaluated `as_of` the send time gives the
+//! score of the message's channel and the channel reach would choose; only
+//! then is the message's true outcome used). A contact's own scores depend on
+//! its own events only, but the route outlook reads everyone's outcomes of
+//! the days before: moving together, every decision sees the whole
+//! population's past, as a live sender's would, and the figures do not
+//! depend on the order the workers ran in.
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
@@ -20,7 +24,7 @@ use crate::{
     proto::{self, reachability_service_client::ReachabilityServiceClient},
     sim::{
         metrics::Calibration,
-        population::{Observed, Scenario, SimContact, contact},
+        population::{Message, Observed, Scenario, SimContact, contact},
     },
 };
 
@@ -166,28 +170,56 @@ pub async fn run(spec: &EvalSpec) -> anyhow::Result<Figures> {
         .work_dir
         .join(format!("eval-{}-{}", spec.contacts, spec.seed));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let server = ServerProcess::reach_with(&data_dir, spec.config.as_deref()).await?;
+    // Route day cells are kept against the wall clock; the replay asks as
+    // of the whole simulated period, so they must reach back that far.
+    let history = format!("{}d", scenario.days + 30);
+    let server = ServerProcess::reach_with(
+        &data_dir,
+        spec.config.as_deref(),
+        &[("REACH_ROUTE_HEALTH__OUTLOOK_HISTORY", &history)],
+    )
+    .await?;
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))?;
-    let mut tasks = Vec::new();
-    for w in 0..spec.workers.max(1) {
-        let (scenario, average) = (scenario.clone(), average.clone());
-        let channel = endpoint.connect().await.context("connecting")?;
-        let workers = spec.workers.max(1) as u64;
-        tasks.push(tokio::spawn(async move {
-            let mut client = Client::new(channel);
-            let mut figures = Figures::default();
-            let mut i = w as u64;
-            while i < scenario.contacts {
-                let c = contact(&scenario, i);
-                replay(&mut client, &c, &scenario, &average, &mut figures).await?;
-                i += workers;
-            }
-            anyhow::Ok(figures)
-        }));
+    let workers = spec.workers.max(1);
+    let mut shards = Vec::new();
+    for w in 0..workers {
+        let contacts: Vec<Replay> = (w as u64..scenario.contacts)
+            .step_by(workers)
+            .map(|i| Replay::new(contact(&scenario, i)))
+            .collect();
+        let client = Client::new(endpoint.connect().await.context("connecting")?);
+        shards.push((contacts, client, Figures::default()));
+    }
+    let mut control = Client::new(endpoint.connect().await.context("connecting")?);
+    // Day by day, every contact up to the day's end, then the statistics
+    // flushed (GetRouteHealth flushes): a decision on day d sees all of the
+    // population's outcomes before d, as a live sender's would, whatever
+    // the order the workers ran in.
+    for day in 1..=scenario.days + 1 {
+        let until = Millis(scenario.start().0 + day * DAY);
+        let mut tasks = Vec::new();
+        for (mut contacts, mut client, mut figures) in shards {
+            let (scenario, average) = (scenario.clone(), average.clone());
+            tasks.push(tokio::spawn(async move {
+                for r in &mut contacts {
+                    r.advance(until, &mut client, &scenario, &average, &mut figures)
+                        .await?;
+                }
+                anyhow::Ok((contacts, client, figures))
+            }));
+        }
+        shards = Vec::new();
+        for task in tasks {
+            shards.push(task.await??);
+        }
+        control
+            .get_route_health(proto::GetRouteHealthRequest::default())
+            .await
+            .context("GetRouteHealth")?;
     }
     let mut figures = Figures::default();
-    for task in tasks {
-        figures.merge(&task.await??);
+    for (_, _, f) in &shards {
+        figures.merge(f);
     }
     server.stop()?;
     let _ = std::fs::remove_dir_all(&data_dir);
@@ -195,93 +227,149 @@ pub async fn run(spec: &EvalSpec) -> anyhow::Result<Figures> {
     Ok(figures)
 }
 
-async fn replay(
+/// One contact's replay so far.
+struct Replay {
+    c: SimContact,
+    seen: Seen,
+    next_message: usize,
+}
+
+/// The events recorded so far, and each channel's last outcome among them
+/// (for the "last status wins" baseline).
+#[derive(Default)]
+struct Seen {
+    next_event: usize,
+    last: HashMap<Channel, bool>,
+}
+
+impl Seen {
+    /// Records the contact's events before `until` not yet recorded.
+    async fn record_until(
+        &mut self,
+        until: Millis,
+        client: &mut Client,
+        c: &SimContact,
+        f: &mut Figures,
+    ) -> anyhow::Result<()> {
+        while self.next_event < c.events.len() && c.events[self.next_event].at < until {
+            let e = &c.events[self.next_event];
+            record(client, c, e, self.next_event).await?;
+            if let Some(delivered) = final_outcome(e.status) {
+                self.last.insert(e.channel, delivered);
+            }
+            f.events += 1;
+            self.next_event += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Replay {
+    fn new(c: SimContact) -> Self {
+        Replay {
+            c,
+            seen: Seen::default(),
+            next_message: 0,
+        }
+    }
+
+    /// Replays the contact up to `until`: before each message, the events
+    /// the sender has seen by then, then the decision; then the rest of the
+    /// events before `until`.
+    async fn advance(
+        &mut self,
+        until: Millis,
+        client: &mut Client,
+        s: &Scenario,
+        average: &CampaignAverage,
+        f: &mut Figures,
+    ) -> anyhow::Result<()> {
+        let c = &self.c;
+        while let Some(m) = c.messages.get(self.next_message).filter(|m| m.at < until) {
+            self.seen.record_until(m.at, client, c, f).await?;
+            self.next_message += 1;
+            if !m.blocked {
+                // Else the sender's registration, not the contact: not a prediction.
+                decide(client, c, m, &self.seen.last, s, average, f).await?;
+            }
+        }
+        self.seen.record_until(until, client, c, f).await
+    }
+}
+
+/// Asks reach about message `m` and scores every predictor against it.
+async fn decide(
     client: &mut Client,
     c: &SimContact,
+    m: &Message,
+    last: &HashMap<Channel, bool>,
     s: &Scenario,
     average: &CampaignAverage,
     f: &mut Figures,
 ) -> anyhow::Result<()> {
-    let mut next = 0;
-    let mut last: HashMap<Channel, bool> = HashMap::new();
     let channels: Vec<Channel> = c.channels.iter().map(|t| t.channel).collect();
-    for m in &c.messages {
-        while next < c.events.len() && c.events[next].at < m.at {
-            let e = &c.events[next];
-            record(client, c, e, next).await?;
-            if let Some(delivered) = final_outcome(e.status) {
-                last.insert(e.channel, delivered);
-            }
-            f.events += 1;
-            next += 1;
-        }
-        if m.blocked {
-            // The sender's registration, not the contact: not a prediction.
-            continue;
-        }
-        let best = client
-            .get_best_channel(proto::GetBestChannelRequest {
-                contact_id: c.id.clone(),
-                allowed_channels: channels
-                    .iter()
-                    .map(|&ch| proto_channel(ch) as i32)
-                    .collect(),
-                as_of: Some(timestamp(m.at)),
-                ..Default::default()
-            })
-            .await
-            .context("GetBestChannel")?
-            .into_inner();
-        let model_p = best
-            .ranked
-            .iter()
-            .find(|r| r.channel == proto_channel(m.channel) as i32)
-            .map_or(0.0, |r| r.score);
-        let avg = |ch: Channel| average.rate(ch, m.at, s);
-        let last_status = |ch: Channel| match last.get(&ch) {
-            Some(true) => 1.0,
-            Some(false) => 0.0,
-            None => avg(ch),
-        };
-        f.model.calibration.add(model_p, m.delivered);
-        f.campaign_average
-            .calibration
-            .add(avg(m.channel), m.delivered);
-        f.last_status
-            .calibration
-            .add(last_status(m.channel), m.delivered);
-        f.oracle
-            .calibration
-            .add(c.true_p(m.channel, m.at, s), m.delivered);
+    let best = client
+        .get_best_channel(proto::GetBestChannelRequest {
+            contact_id: c.id.clone(),
+            allowed_channels: channels
+                .iter()
+                .map(|&ch| proto_channel(ch) as i32)
+                .collect(),
+            as_of: Some(timestamp(m.at)),
+            ..Default::default()
+        })
+        .await
+        .context("GetBestChannel")?
+        .into_inner();
+    let model_p = best
+        .ranked
+        .iter()
+        .find(|r| r.channel == proto_channel(m.channel) as i32)
+        .map_or(0.0, |r| r.score);
+    let avg = |ch: Channel| average.rate(ch, m.at, s);
+    let last_status = |ch: Channel| match last.get(&ch) {
+        Some(true) => 1.0,
+        Some(false) => 0.0,
+        None => avg(ch),
+    };
+    f.model.calibration.add(model_p, m.delivered);
+    f.campaign_average
+        .calibration
+        .add(avg(m.channel), m.delivered);
+    f.last_status
+        .calibration
+        .add(last_status(m.channel), m.delivered);
+    f.oracle
+        .calibration
+        .add(c.true_p(m.channel, m.at, s), m.delivered);
 
-        // Best channel: what each would choose among the usable channels,
-        // worth the chosen channel's true delivery probability.
-        let usable: Vec<Channel> = channels
+    // Best channel: what each would choose among the usable channels,
+    // worth the chosen channel's true delivery probability.
+    let usable: Vec<Channel> = channels
+        .iter()
+        .copied()
+        .filter(|&ch| !c.opted_out(ch, m.at))
+        .collect();
+    let truth = |ch: Channel| c.true_p(ch, m.at, s);
+    f.decisions += 1;
+    f.oracle_p += usable.iter().map(|&ch| truth(ch)).fold(0.0, f64::max);
+    match from_proto(best.channel) {
+        Some(ch) if usable.contains(&ch) => f.model.chosen_p += truth(ch),
+        Some(_) => f.opted_out_choices += 1,
+        None if !usable.is_empty() => f.no_channel += 1,
+        None => {}
+    }
+    let argmax = |score: &dyn Fn(Channel) -> f64| {
+        usable
             .iter()
             .copied()
-            .filter(|&ch| !c.opted_out(ch, m.at))
-            .collect();
-        let truth = |ch: Channel| c.true_p(ch, m.at, s);
-        f.decisions += 1;
-        f.oracle_p += usable.iter().map(|&ch| truth(ch)).fold(0.0, f64::max);
-        match from_proto(best.channel) {
-            Some(ch) if usable.contains(&ch) => f.model.chosen_p += truth(ch),
-            Some(_) => f.opted_out_choices += 1,
-            None if !usable.is_empty() => f.no_channel += 1,
-            None => {}
-        }
-        let argmax = |score: &dyn Fn(Channel) -> f64| {
-            usable
-                .iter()
-                .copied()
-                .max_by(|&a, &b| score(a).total_cmp(&score(b)))
-        };
-        if let Some(ch) = argmax(&avg) {
-            f.campaign_average.chosen_p += truth(ch);
-        }
-        if let Some(ch) = argmax(&last_status) {
-            f.last_status.chosen_p += truth(ch);
-        }
+            .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+    };
+    if let Some(ch) = argmax(&avg) {
+        f.campaign_average.chosen_p += truth(ch);
+    }
+    if let Some(ch) = argmax(&last_status) {
+        f.last_status.chosen_p += truth(ch);
     }
     Ok(())
 }
