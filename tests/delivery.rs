@@ -504,10 +504,10 @@ async fn a_route_that_delivers_far_below_its_baseline_lowers_its_channels_for_ev
         Channel::Sms as i32
     );
 
-    // Yesterday the route delivered 20 of 50: 0.40 against 1.00.
+    // In the last two hours the route delivered 20 of 50: 0.40 against 1.00.
     bulk(
         &mut client,
-        route_outcomes("flaky", "burst", now - day, 20, 30),
+        route_outcomes("flaky", "burst", now - 2 * HOUR, 20, 30),
     )
     .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -527,7 +527,7 @@ async fn a_route_that_delivers_far_below_its_baseline_lowers_its_channels_for_ev
         .find(|r| r.contains("route sms/flaky/US"))
         .unwrap();
     assert!(
-        reason.contains("delivered 0.40 over the last day against 1.00 before: score x 0.40"),
+        reason.contains("delivered 0.40 over the last 24h against 1.00 before: score x 0.40"),
         "{reason}"
     );
     assert!(after < before * 0.45, "{after} vs {before}");

@@ -39,8 +39,11 @@ pub struct RouteHealthConfig {
     /// clearly below its own baseline over the last day (see
     /// `route_outlook.rs`), for every ask, not only urgent ones.
     pub outlook: bool,
-    /// The days before the last one whose delivery rate is a route's
-    /// baseline for the outlook.
+    /// The recent window of the outlook, in whole hours.
+    #[serde(with = "humantime_serde")]
+    pub outlook_window: Duration,
+    /// The whole days before the window's first day whose delivery rate is
+    /// a route's baseline for the outlook.
     #[serde(with = "humantime_serde")]
     pub outlook_baseline: Duration,
     /// How far back route day cells are kept in memory, so that asks
@@ -53,6 +56,15 @@ pub struct RouteHealthConfig {
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 impl RouteHealthConfig {
+    /// Whole hours of the outlook's window (at least one).
+    pub fn outlook_window_hours(&self) -> u32 {
+        (self
+            .outlook_window
+            .as_secs()
+            .div_ceil(3600)
+            .clamp(1, 24 * 365)) as u32
+    }
+
     /// Whole days of the outlook's baseline (at least one).
     pub fn outlook_baseline_days(&self) -> u32 {
         whole_days(self.outlook_baseline).max(1)
@@ -79,6 +91,7 @@ impl Default for RouteHealthConfig {
             recover_margin: 0.5,
             evaluate_every: Duration::from_secs(10),
             outlook: true,
+            outlook_window: Duration::from_secs(24 * 3600),
             outlook_baseline: 14 * DAY,
             outlook_history: 16 * DAY,
         }

@@ -3,11 +3,12 @@
 //! channel's score can say so for every ask, not only urgent ones.
 //!
 //! Route health (minute windows, `route_health.rs`) raises the alarm within
-//! minutes for operators and urgent traffic; the outlook works on day cells,
-//! which are kept by event time, so it answers for any `as_of`, including a
-//! replay of last quarter. A day cell is read only once it cannot hold
-//! anything later than the ask: days before the ask's day, plus the current
-//! day for an ask about now.
+//! minutes for operators and urgent traffic; the outlook compares the last
+//! hours (`outlook_window`) with the days before (`outlook_baseline`). Both
+//! are counted by event time, so it answers for any `as_of`, including a
+//! replay of last quarter: an hour is read only once it cannot hold anything
+//! later than the ask (hours before the ask's, plus the current hour for an
+//! ask about now).
 
 use crate::domain::{route_health::RouteHealthConfig, stats::StatCell};
 
@@ -48,13 +49,16 @@ pub struct Outlook {
     pub factor: f64,
     pub recent_rate: f64,
     pub baseline_rate: f64,
+    /// The recent window's length.
+    pub window_hours: u32,
 }
 
 impl Outlook {
+    /// Why a score is scaled; `route` is the route's name.
     pub fn reason(&self, route: &str) -> String {
         format!(
-            "route {route} delivered {:.2} over the last day against {:.2} before: score x {:.2}",
-            self.recent_rate, self.baseline_rate, self.factor
+            "route {route} delivered {:.2} over the last {}h against {:.2} before: score x {:.2}",
+            self.recent_rate, self.window_hours, self.baseline_rate, self.factor
         )
     }
 }
@@ -78,6 +82,7 @@ pub fn outlook(
         factor: (recent_rate / baseline_rate).clamp(0.0, 1.0),
         recent_rate,
         baseline_rate,
+        window_hours: config.outlook_window_hours(),
     })
 }
 
@@ -97,11 +102,8 @@ mod tests {
         let config = RouteHealthConfig::default();
         let o = outlook(tally(60, 100), tally(950, 1000), &config).expect("degraded");
         assert!((o.factor - 0.60 / 0.95).abs() < 1e-9, "{o:?}");
-        assert!(
-            o.reason("sms/carrier-b/US").contains("0.60"),
-            "{}",
-            o.reason("x")
-        );
+        let reason = o.reason("sms/carrier-b/US");
+        assert!(reason.contains("0.60 over the last 24h"), "{reason}");
     }
 
     #[test]

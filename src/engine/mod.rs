@@ -12,7 +12,7 @@ mod outlooks;
 mod policies;
 mod provider_ingest;
 mod reports;
-mod route_days;
+mod route_tallies;
 mod routes;
 mod senders;
 mod stats;

@@ -8,9 +8,9 @@ use crate::{
         scoring::{apply_route_outlook, assess},
         stats::Dims,
     },
-    engine::{Engine, routes::describe_parts},
+    engine::{Engine, route_tallies::hour, routes::describe_parts},
     error::Result,
-    storage::{Granularity, Store, Tenant},
+    storage::{Store, Tenant},
 };
 
 impl<S: Store> Engine<S> {
@@ -29,9 +29,9 @@ impl<S: Store> Engine<S> {
 
     /// Per channel (in [`Channel::ALL`] order), the outlook of the route of
     /// its chosen address's latest event, with the route's name, as of `at`:
-    /// the last day before `at` (and `at`'s own day when that is today,
-    /// since its cell then holds nothing later) against the
-    /// `outlook_baseline` days before it.
+    /// the `outlook_window` hours before `at`'s hour (and that hour too when
+    /// it is the current one, since it then holds nothing later) against
+    /// the `outlook_baseline` whole days before the window's first day.
     async fn route_outlooks(
         &self,
         tenant: &Tenant,
@@ -44,16 +44,16 @@ impl<S: Store> Engine<S> {
             return Ok(outlooks);
         }
         let now = Millis::now();
-        let day = Granularity::Day.bucket(at);
-        let recent_to = if day >= Granularity::Day.bucket(now) {
-            day
+        let at_hour = hour(at);
+        let recent_to = if at_hour >= hour(now) {
+            at_hour
         } else {
-            day.saturating_sub(1)
+            at_hour.saturating_sub(1)
         };
-        let recent_from = day.saturating_sub(1);
-        let baseline_days = config.outlook_baseline_days();
-        let baseline_to = recent_from.saturating_sub(1);
-        let baseline_from = recent_from.saturating_sub(baseline_days);
+        let recent_from = at_hour.saturating_sub(config.outlook_window_hours());
+        let first_day = recent_from / 24;
+        let baseline_to = first_day.saturating_sub(1);
+        let baseline_from = first_day.saturating_sub(config.outlook_baseline_days());
         for (channel, a) in Channel::ALL.iter().zip(&reach.channels) {
             let Some(route) = &a.last_route else { continue };
             let dims = Dims {
@@ -62,12 +62,20 @@ impl<S: Store> Engine<S> {
                 country: route.country.clone(),
                 ..Dims::default()
             };
-            let tally = |from, to| {
-                self.stats
-                    .route_days(self.store.as_ref(), tenant, &dims, from, to, now)
-            };
-            let recent = tally(recent_from, recent_to).await?;
-            let baseline = tally(baseline_from, baseline_to).await?;
+            let recent = self
+                .stats
+                .route_hours(tenant, &dims, recent_from, recent_to);
+            let baseline = self
+                .stats
+                .route_days(
+                    self.store.as_ref(),
+                    tenant,
+                    &dims,
+                    baseline_from,
+                    baseline_to,
+                    now,
+                )
+                .await?;
             outlooks[channel.index()] = outlook(recent, baseline, config).map(|o| {
                 let name = describe_parts(*channel, &route.carrier, &route.country);
                 (name, o)

@@ -19,7 +19,7 @@ use crate::{
         route_outlook::DayTally,
         stats::{Dims, StatCell},
     },
-    engine::route_days::RouteDays,
+    engine::route_tallies::RouteTallies,
     storage::{Granularity, StatDelta, Store, StoreError, Tenant},
 };
 
@@ -37,8 +37,8 @@ pub struct StatsAggregator {
     /// Minute cells per route within `horizon_minutes`.
     routes: RwLock<HashMap<RouteKey, BTreeMap<u32, StatCell>>>,
     horizon_minutes: u32,
-    /// Day tallies per route for the route outlook.
-    days: RouteDays,
+    /// Day and hour tallies per route for the route outlook.
+    tallies: RouteTallies,
 }
 
 /// The value under `key`, inserted empty if missing; unlike `entry`, takes
@@ -57,7 +57,7 @@ impl StatsAggregator {
             flushing: tokio::sync::Mutex::new(()),
             routes: RwLock::new(HashMap::new()),
             horizon_minutes: horizon_minutes.max(1),
-            days: RouteDays::new(outlook_days),
+            tallies: RouteTallies::new(outlook_days),
         }
     }
 
@@ -129,17 +129,16 @@ impl StatsAggregator {
             }
             return Err(e);
         }
-        let day_cells = taken.iter().flat_map(|(tenant, buckets)| {
+        let cells = taken.iter().flat_map(|(tenant, buckets)| {
             buckets
                 .iter()
-                .filter(|((granularity, _), _)| *granularity == Granularity::Day)
-                .flat_map(move |(&(_, day), cells)| {
+                .flat_map(move |(&(granularity, bucket), cells)| {
                     cells
                         .iter()
-                        .map(move |(dims, cell)| (tenant, day, dims, cell))
+                        .map(move |(dims, cell)| (tenant, granularity, bucket, dims, cell))
                 })
         });
-        self.days.add(day_cells, now);
+        self.tallies.add(cells, now);
         let oldest = Granularity::Minute
             .bucket(now)
             .saturating_sub(self.horizon_minutes);
@@ -184,7 +183,7 @@ impl StatsAggregator {
                 .merge(&cell);
         }
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-        self.days.reload(store, now).await
+        self.tallies.reload(store, now).await
     }
 
     /// The sum of a route's day tallies in `[from, to]` (day numbers),
@@ -198,14 +197,19 @@ impl StatsAggregator {
         to: u32,
         now: Millis,
     ) -> Result<DayTally, StoreError> {
-        if !self.days.is_loaded(tenant) {
+        if !self.tallies.is_loaded(tenant) {
             // No flush in between: it would add deltas the load also reads.
             let _one_at_a_time = self.flushing.lock().await;
-            if !self.days.is_loaded(tenant) {
-                self.days.load(store, tenant, now).await?;
+            if !self.tallies.is_loaded(tenant) {
+                self.tallies.load(store, tenant, now).await?;
             }
         }
-        Ok(self.days.tally(tenant, route, from, to))
+        Ok(self.tallies.days(tenant, route, from, to))
+    }
+
+    /// The sum of a route's hour tallies in `[from, to]` (hour numbers).
+    pub fn route_hours(&self, tenant: &Tenant, route: &Dims, from: u32, to: u32) -> DayTally {
+        self.tallies.hours(tenant, route, from, to)
     }
 
     /// The routes of `tenant` (or of every tenant) with recent cells.

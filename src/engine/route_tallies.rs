@@ -1,0 +1,257 @@
+//! Outcome tallies per route, in memory, for the route outlook of every ask
+//! (`domain/route_outlook.rs`): by day for the baseline, by hour for the
+//! recent window.
+//!
+//! Days are read from the store's day cells the first time a tenant is
+//! asked about, then kept current by the statistics flusher; the caller
+//! serializes loads and flushes (the flusher's lock), so a delta is never
+//! counted twice. Hours come from the flusher only (the store keeps minute
+//! cells for the route-health horizon alone): after a restart the recent
+//! window fills as traffic comes, and until it holds `min_samples` outcomes
+//! the outlook says nothing. With several replicas each counts the outcomes
+//! it ingested, a sample of the route's.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::RwLock,
+};
+
+use crate::{
+    domain::{
+        Millis,
+        route_outlook::DayTally,
+        stats::{Dims, StatCell},
+    },
+    storage::{Granularity, Store, StoreError, Tenant},
+};
+
+/// Tallies by day or hour number.
+type Buckets = BTreeMap<u32, DayTally>;
+type ByRoute = HashMap<Tenant, HashMap<Dims, Buckets>>;
+
+#[derive(Default)]
+struct Tables {
+    /// Tenants whose days were read from the store.
+    loaded: HashSet<Tenant>,
+    days: ByRoute,
+    hours: ByRoute,
+}
+
+pub struct RouteTallies {
+    tables: RwLock<Tables>,
+    keep_days: u32,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The hour number of `at`.
+pub fn hour(at: Millis) -> u32 {
+    at.0.div_euclid(HOUR_MS).clamp(0, u32::MAX as i64) as u32
+}
+
+impl RouteTallies {
+    pub fn new(keep_days: u32) -> Self {
+        RouteTallies {
+            tables: RwLock::new(Tables::default()),
+            keep_days: keep_days.max(2),
+        }
+    }
+
+    fn oldest(&self, now: Millis) -> u32 {
+        Granularity::Day.bucket(now).saturating_sub(self.keep_days)
+    }
+
+    fn oldest_hour(&self, now: Millis) -> u32 {
+        hour(now).saturating_sub(self.keep_days.saturating_mul(24))
+    }
+
+    pub fn is_loaded(&self, tenant: &Tenant) -> bool {
+        self.read().loaded.contains(tenant)
+    }
+
+    /// Reads `tenant`'s day cells from the store (call with flushes held off).
+    pub async fn load<S: Store>(
+        &self,
+        store: &S,
+        tenant: &Tenant,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let from = self.oldest(now);
+        let to = Granularity::Day.bucket(now);
+        let mut routes: HashMap<Dims, Buckets> = HashMap::new();
+        for (day, dims, cell) in store.day_stats(tenant, from, to).await? {
+            add(&mut routes, &dims, day, &cell);
+        }
+        let mut tables = self.write();
+        tables.days.insert(tenant.clone(), routes);
+        tables.loaded.insert(tenant.clone());
+        Ok(())
+    }
+
+    /// Reads every loaded tenant again: with several replicas on one store,
+    /// each has flushed only its own events into memory.
+    pub async fn reload<S: Store>(&self, store: &S, now: Millis) -> Result<(), StoreError> {
+        let tenants: Vec<Tenant> = self.read().loaded.iter().cloned().collect();
+        for tenant in tenants {
+            self.load(store, &tenant, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds flushed deltas: day cells of loaded tenants (the others will
+    /// read them from the store), and route minute cells into their hours;
+    /// forgets what is past the horizon.
+    pub fn add<'a>(
+        &self,
+        deltas: impl Iterator<Item = (&'a Tenant, Granularity, u32, &'a Dims, &'a StatCell)>,
+        now: Millis,
+    ) {
+        let (oldest, oldest_hour) = (self.oldest(now), self.oldest_hour(now));
+        let mut tables = self.write();
+        let Tables {
+            loaded,
+            days,
+            hours,
+        } = &mut *tables;
+        for (tenant, granularity, bucket, dims, cell) in deltas {
+            match granularity {
+                Granularity::Day if bucket >= oldest && loaded.contains(tenant) => {
+                    add(days.entry(tenant.clone()).or_default(), dims, bucket, cell);
+                }
+                // Route minute cells have no sender; sender cells no channel.
+                Granularity::Minute if bucket / 60 >= oldest_hour && dims.sender_id.is_empty() => {
+                    add(
+                        hours.entry(tenant.clone()).or_default(),
+                        dims,
+                        bucket / 60,
+                        cell,
+                    );
+                }
+                _ => {}
+            }
+        }
+        forget_before(days, oldest);
+        forget_before(hours, oldest_hour);
+    }
+
+    /// The sum of a route's days in `[from, to]`.
+    pub fn days(&self, tenant: &Tenant, route: &Dims, from: u32, to: u32) -> DayTally {
+        sum(&self.read().days, tenant, route, from, to)
+    }
+
+    /// The sum of a route's hours in `[from, to]`.
+    pub fn hours(&self, tenant: &Tenant, route: &Dims, from: u32, to: u32) -> DayTally {
+        sum(&self.read().hours, tenant, route, from, to)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
+        self.tables.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Tables> {
+        self.tables.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn sum(tables: &ByRoute, tenant: &Tenant, route: &Dims, from: u32, to: u32) -> DayTally {
+    let mut sum = DayTally::default();
+    if let Some(buckets) = tables.get(tenant).and_then(|r| r.get(route)) {
+        for (_, t) in buckets.range(from..=to) {
+            sum.add(*t);
+        }
+    }
+    sum
+}
+
+fn forget_before(tables: &mut ByRoute, oldest: u32) {
+    for buckets in tables.values_mut().flat_map(HashMap::values_mut) {
+        buckets.retain(|&b, _| b >= oldest);
+    }
+    for routes in tables.values_mut() {
+        routes.retain(|_, buckets| !buckets.is_empty());
+    }
+    tables.retain(|_, routes| !routes.is_empty());
+}
+
+/// Day cells are per full dimensions (sender, campaign...): a route is
+/// their channel, carrier and country. Cells without a channel are not a
+/// route's.
+fn add(routes: &mut HashMap<Dims, Buckets>, dims: &Dims, bucket: u32, cell: &StatCell) {
+    if dims.channel.is_none() {
+        return;
+    }
+    let tally = DayTally::of(cell);
+    if tally.is_empty() {
+        return;
+    }
+    routes
+        .entry(dims.route())
+        .or_default()
+        .entry(bucket)
+        .or_default()
+        .add(tally);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Channel, Status};
+
+    fn cell(delivered: i64, failed: i64) -> StatCell {
+        let mut c = StatCell::default();
+        c.add(Status::Delivered, delivered);
+        c.add(Status::PendingRetry, failed);
+        c
+    }
+
+    #[test]
+    fn adds_days_of_loaded_tenants_and_hours_of_routes_and_forgets_old_ones() {
+        let tallies = RouteTallies::new(16);
+        let tenant = Tenant::default();
+        let sms = Dims {
+            channel: Some(Channel::Sms),
+            carrier: "c1".into(),
+            campaign_id: "spring".into(),
+            ..Dims::default()
+        };
+        let now = Millis(100 * 86_400_000);
+        let (a, b) = (cell(9, 1), cell(3, 7));
+        let day = Granularity::Day;
+        tallies.add([(&tenant, day, 99, &sms, &a)].into_iter(), now);
+        let route = sms.route();
+        assert_eq!(tallies.days(&tenant, &route, 0, 100), DayTally::default());
+        tallies
+            .tables
+            .write()
+            .unwrap()
+            .loaded
+            .insert(tenant.clone());
+        let day_cells = [
+            (&tenant, day, 99, &sms, &a),
+            (&tenant, day, 98, &sms, &b),
+            (&tenant, day, 50, &sms, &a),
+        ];
+        tallies.add(day_cells.into_iter(), now);
+        let both = tallies.days(&tenant, &route, 98, 99);
+        assert_eq!((both.delivered, both.attempts), (12, 20));
+        assert_eq!(tallies.days(&tenant, &route, 0, 97), DayTally::default());
+
+        // Minute cells of a route count in their hour; a sender's do not.
+        let sender = Dims {
+            sender_id: "+15550100".into(),
+            ..Dims::default()
+        };
+        let minute = Granularity::Minute;
+        let at = |hour: u32, m: u32| hour * 60 + m;
+        let minute_cells = [
+            (&tenant, minute, at(2399, 5), &route, &a),
+            (&tenant, minute, at(2399, 59), &route, &b),
+            (&tenant, minute, at(2399, 7), &sender, &a),
+            (&tenant, minute, at(1000, 0), &route, &a),
+        ];
+        tallies.add(minute_cells.into_iter(), now);
+        let last = tallies.hours(&tenant, &route, 2399, 2399);
+        assert_eq!((last.delivered, last.attempts), (12, 20));
+        assert_eq!(tallies.hours(&tenant, &route, 0, 2398), DayTally::default());
+    }
+}
