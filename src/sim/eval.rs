@@ -1,14 +1,14 @@
 //! `reach eval`: replays a simulated population through a real `reach
 //! serve` over gRPC and scores its predictions against the hidden truth.
 //!
-//! The population moves forward a day at a time: many workers replay their
-//! contacts to the day's end, each contact in its own time order (before
+//! The population moves forward an hour at a time: many workers replay
+//! their contacts to the hour's end, each contact in its own time order (before
 //! each message, every event the sender would have seen by then is
 //! recorded, then `GetBestChannel` evaluated `as_of` the send time gives the
 //! score of the message's channel and the channel reach would choose; only
 //! then is the message's true outcome used). A contact's own scores depend on
 //! its own events only, but the route outlook reads everyone's outcomes of
-//! the days before: moving together, every decision sees the whole
+//! the hours before: moving together, every decision sees the whole
 //! population's past, as a live sender's would, and the figures do not
 //! depend on the order the workers ran in.
 
@@ -30,6 +30,7 @@ use crate::{
 
 type Client = ReachabilityServiceClient<Transport>;
 const DAY: i64 = 86_400_000;
+const HOUR: i64 = 3_600_000;
 
 /// What a run is asked to do.
 #[derive(Clone, Debug)]
@@ -191,12 +192,12 @@ pub async fn run(spec: &EvalSpec) -> anyhow::Result<Figures> {
         shards.push((contacts, client, Figures::default()));
     }
     let mut control = Client::new(endpoint.connect().await.context("connecting")?);
-    // Day by day, every contact up to the day's end, then the statistics
-    // flushed (GetRouteHealth flushes): a decision on day d sees all of the
-    // population's outcomes before d, as a live sender's would, whatever
-    // the order the workers ran in.
-    for day in 1..=scenario.days + 1 {
-        let until = Millis(scenario.start().0 + day * DAY);
+    // Hour by hour, every contact up to the hour's end, then the statistics
+    // flushed (GetRouteHealth flushes): a decision in hour h sees all of the
+    // population's outcomes before h (the outlook reads no later hour), as
+    // a live sender's would, whatever the order the workers ran in.
+    for hour in 1..=(scenario.days + 1) * 24 {
+        let until = Millis(scenario.start().0 + hour * HOUR);
         let mut tasks = Vec::new();
         for (mut contacts, mut client, mut figures) in shards {
             let (scenario, average) = (scenario.clone(), average.clone());
