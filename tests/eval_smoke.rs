@@ -28,9 +28,28 @@ fn eval_replays_a_small_population_and_reports_every_predictor() {
         "| last status wins |",
         "| oracle (true probabilities) |",
         "Reliability of reach's scores",
+        "Brier score by what the sender had seen of the channel",
+        "| first message on the channel |",
+        "Brier score by what the channel truly was",
+        "| dead address, a failure already seen |",
     ] {
         assert!(text.contains(row), "{row} missing from:\n{text}");
     }
+    // The Bayes reference reads the evidence with the world's own rules:
+    // whatever reach does, it beats the campaign average and no oracle.
+    let brier = |row: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("{row} missing from:\n{text}"));
+        line.split('|').nth(2).unwrap().trim().parse().unwrap()
+    };
+    let (bayes, average, oracle) = (
+        brier("| Bayes reference"),
+        brier("| campaign average per channel |"),
+        brier("| oracle (true probabilities) |"),
+    );
+    assert!(oracle < bayes && bayes < average, "{text}");
     // Opt-out is law: whatever the scores, no opted-out channel is chosen.
     assert!(
         text.contains("| opted-out channels chosen | 0 | 0 | yes |"),

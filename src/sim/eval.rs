@@ -23,6 +23,8 @@ use crate::{
     grpc::timestamp,
     proto::{self, reachability_service_client::ReachabilityServiceClient},
     sim::{
+        bayes::{BayesReference, Outcome, SeenOutcome},
+        breakdown::{Breakdown, Decision, Truth},
         metrics::Calibration,
         population::{Message, Observed, Scenario, SimContact, contact},
     },
@@ -43,6 +45,12 @@ pub struct EvalSpec {
     /// A reach config file for the server (model parameters to try).
     pub config: Option<PathBuf>,
     pub work_dir: PathBuf,
+}
+
+/// What the predictions are compared with, beside the oracle.
+struct Baselines {
+    average: CampaignAverage,
+    bayes: BayesReference,
 }
 
 /// The campaign-wide average a team would use: the delivery rate per
@@ -123,6 +131,9 @@ pub struct Figures {
     pub model: Predictor,
     pub campaign_average: Predictor,
     pub last_status: Predictor,
+    /// The posterior predictive under the world's own rules: the best any
+    /// model could do with the same evidence (src/sim/bayes.rs).
+    pub bayes: Predictor,
     /// The true probabilities as predictions: the floor no model can beat.
     pub oracle: Predictor,
     pub oracle_p: f64,
@@ -133,6 +144,8 @@ pub struct Figures {
     pub no_channel: u64,
     pub events: u64,
     pub seconds: f64,
+    /// Where the Brier score is lost.
+    pub breakdown: Breakdown,
 }
 
 impl Figures {
@@ -140,12 +153,14 @@ impl Figures {
         self.model.merge(&o.model);
         self.campaign_average.merge(&o.campaign_average);
         self.last_status.merge(&o.last_status);
+        self.bayes.merge(&o.bayes);
         self.oracle.merge(&o.oracle);
         self.oracle_p += o.oracle_p;
         self.decisions += o.decisions;
         self.opted_out_choices += o.opted_out_choices;
         self.no_channel += o.no_channel;
         self.events += o.events;
+        self.breakdown.merge(&o.breakdown);
     }
 
     pub fn hit_rate(&self, p: &Predictor) -> f64 {
@@ -166,7 +181,10 @@ pub async fn run(spec: &EvalSpec) -> anyhow::Result<Figures> {
     scenario.messages_per_contact = spec.messages_per_contact;
     scenario.effects = spec.effects;
     let scenario = Arc::new(scenario);
-    let average = Arc::new(CampaignAverage::build(&scenario));
+    let baselines = Arc::new(Baselines {
+        average: CampaignAverage::build(&scenario),
+        bayes: BayesReference::new(),
+    });
     let data_dir = spec
         .work_dir
         .join(format!("eval-{}-{}", spec.contacts, spec.seed));
@@ -200,10 +218,10 @@ pub async fn run(spec: &EvalSpec) -> anyhow::Result<Figures> {
         let until = Millis(scenario.start().0 + hour * HOUR);
         let mut tasks = Vec::new();
         for (mut contacts, mut client, mut figures) in shards {
-            let (scenario, average) = (scenario.clone(), average.clone());
+            let (scenario, baselines) = (scenario.clone(), baselines.clone());
             tasks.push(tokio::spawn(async move {
                 for r in &mut contacts {
-                    r.advance(until, &mut client, &scenario, &average, &mut figures)
+                    r.advance(until, &mut client, &scenario, &baselines, &mut figures)
                         .await?;
                 }
                 anyhow::Ok((contacts, client, figures))
@@ -235,12 +253,18 @@ struct Replay {
     next_message: usize,
 }
 
-/// The events recorded so far, and each channel's last outcome among them
-/// (for the "last status wins" baseline).
+/// The events recorded so far, and per channel: the last outcome among
+/// them (for the "last status wins" baseline), how many there were and when
+/// the last failed message was sent (for the breakdown).
 #[derive(Default)]
 struct Seen {
     next_event: usize,
     last: HashMap<Channel, bool>,
+    outcomes: HashMap<Channel, u32>,
+    last_failure_sent: HashMap<Channel, Millis>,
+    /// The outcomes seen, in the order their messages were sent (for the
+    /// Bayes reference).
+    history: HashMap<Channel, Vec<SeenOutcome>>,
 }
 
 impl Seen {
@@ -257,6 +281,16 @@ impl Seen {
             record(client, c, e, self.next_event).await?;
             if let Some(delivered) = final_outcome(e.status) {
                 self.last.insert(e.channel, delivered);
+                *self.outcomes.entry(e.channel).or_default() += 1;
+                let sent = e.sent_at.unwrap_or(e.at);
+                if !delivered {
+                    self.last_failure_sent.insert(e.channel, sent);
+                }
+                if let Some(outcome) = bayes_outcome(e.status) {
+                    let history = self.history.entry(e.channel).or_default();
+                    let at = history.partition_point(|o| o.sent <= sent);
+                    history.insert(at, SeenOutcome { sent, outcome });
+                }
             }
             f.events += 1;
             self.next_event += 1;
@@ -282,7 +316,7 @@ impl Replay {
         until: Millis,
         client: &mut Client,
         s: &Scenario,
-        average: &CampaignAverage,
+        baselines: &Baselines,
         f: &mut Figures,
     ) -> anyhow::Result<()> {
         let c = &self.c;
@@ -291,7 +325,7 @@ impl Replay {
             self.next_message += 1;
             if !m.blocked {
                 // Else the sender's registration, not the contact: not a prediction.
-                decide(client, c, m, &self.seen.last, s, average, f).await?;
+                decide(client, c, m, &self.seen, s, baselines, f).await?;
             }
         }
         self.seen.record_until(until, client, c, f).await
@@ -303,9 +337,9 @@ async fn decide(
     client: &mut Client,
     c: &SimContact,
     m: &Message,
-    last: &HashMap<Channel, bool>,
+    seen: &Seen,
     s: &Scenario,
-    average: &CampaignAverage,
+    baselines: &Baselines,
     f: &mut Figures,
 ) -> anyhow::Result<()> {
     let channels: Vec<Channel> = c.channels.iter().map(|t| t.channel).collect();
@@ -327,8 +361,13 @@ async fn decide(
         .iter()
         .find(|r| r.channel == proto_channel(m.channel) as i32)
         .map_or(0.0, |r| r.score);
-    let avg = |ch: Channel| average.rate(ch, m.at, s);
-    let last_status = |ch: Channel| match last.get(&ch) {
+    let avg = |ch: Channel| baselines.average.rate(ch, m.at, s);
+    let no_history = Vec::new();
+    let bayes = |ch: Channel| {
+        let history = seen.history.get(&ch).unwrap_or(&no_history);
+        baselines.bayes.predict(c, ch, history, m.at, s)
+    };
+    let last_status = |ch: Channel| match seen.last.get(&ch) {
         Some(true) => 1.0,
         Some(false) => 0.0,
         None => avg(ch),
@@ -340,9 +379,19 @@ async fn decide(
     f.last_status
         .calibration
         .add(last_status(m.channel), m.delivered);
+    f.bayes.calibration.add(bayes(m.channel), m.delivered);
     f.oracle
         .calibration
         .add(c.true_p(m.channel, m.at, s), m.delivered);
+    f.breakdown.add(&Decision {
+        earlier_outcomes: seen.outcomes.get(&m.channel).copied().unwrap_or(0),
+        truth: truth_at(c, m, seen),
+        model: model_p,
+        average: avg(m.channel),
+        bayes: bayes(m.channel),
+        oracle: c.true_p(m.channel, m.at, s),
+        delivered: m.delivered,
+    });
 
     // Best channel: what each would choose among the usable channels,
     // worth the chosen channel's true delivery probability.
@@ -372,7 +421,40 @@ async fn decide(
     if let Some(ch) = argmax(&last_status) {
         f.last_status.chosen_p += truth(ch);
     }
+    if let Some(ch) = argmax(&bayes) {
+        f.bayes.chosen_p += truth(ch);
+    }
     Ok(())
+}
+
+fn bayes_outcome(status: Status) -> Option<Outcome> {
+    match status {
+        Status::Delivered => Some(Outcome::Delivered),
+        Status::PendingRetry => Some(Outcome::Soft),
+        Status::Unconfirmed => Some(Outcome::Unconfirmed),
+        Status::BouncedHard => Some(Outcome::Hard),
+        _ => None,
+    }
+}
+
+/// What `m`'s channel truly was when it went out.
+fn truth_at(c: &SimContact, m: &Message, seen: &Seen) -> Truth {
+    let Some(t) = c.truth(m.channel) else {
+        return Truth::Bad;
+    };
+    match t.dies_at.filter(|&d| d <= m.at) {
+        Some(died)
+            if seen
+                .last_failure_sent
+                .get(&m.channel)
+                .is_some_and(|&f| f >= died) =>
+        {
+            Truth::DeadSeen
+        }
+        Some(_) => Truth::DeadUnseen,
+        None if t.p < 0.5 => Truth::Bad,
+        None => Truth::Working,
+    }
 }
 
 async fn record(client: &mut Client, c: &SimContact, e: &Observed, n: usize) -> anyhow::Result<()> {
@@ -451,6 +533,7 @@ pub fn render(spec: &EvalSpec, f: &Figures) -> String {
         ("reach", &f.model),
         ("campaign average per channel", &f.campaign_average),
         ("last status wins", &f.last_status),
+        ("Bayes reference (knows the world's rules)", &f.bayes),
     ] {
         out += &format!(
             "| {name} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
@@ -472,6 +555,8 @@ pub fn render(spec: &EvalSpec, f: &Figures) -> String {
     for (lo, n, p, y) in f.model.calibration.reliability() {
         out += &format!("| {lo:.1}-{:.1} | {n} | {p:.3} | {y:.3} |\n", lo + 0.1);
     }
+    out += "\n";
+    out += &f.breakdown.render();
     let brier = f.model.calibration.brier();
     let avg = f.campaign_average.calibration.brier();
     let last = f.last_status.calibration.brier();
@@ -491,6 +576,14 @@ pub fn render(spec: &EvalSpec, f: &Figures) -> String {
         yes(f.oracle_rate() - f.hit_rate(&f.model) <= 0.03),
         f.opted_out_choices,
         yes(f.opted_out_choices == 0),
+    );
+    let bayes = f.bayes.calibration.brier();
+    out += &format!(
+        "\nThe Bayes reference, which predicts from the same evidence with the world's own rules, \
+         is {:.1}% better than the campaign average on Brier and {:.1} points below the oracle's hit rate: \
+         no scoring of this evidence does better.\n",
+        (1.0 - bayes / avg) * 100.0,
+        (f.oracle_rate() - f.hit_rate(&f.bayes)) * 100.0,
     );
     out
 }

@@ -2,6 +2,8 @@
 //! ground truth, replayed through the real API and scored against it
 //! (`reach eval`, `reach simulate`; see docs/evaluation.md).
 
+pub mod bayes;
+pub mod breakdown;
 pub mod eval;
 pub mod export;
 pub mod metrics;

@@ -156,19 +156,26 @@ impl SimContact {
         let Some(c) = self.truth(channel) else {
             return 0.0;
         };
-        let mut p = if c.dies_at.is_some_and(|d| at >= d) {
+        let p = if c.dies_at.is_some_and(|d| at >= d) {
             DEAD_P
         } else {
             c.p
         };
+        p * self.route_factor(channel, at, scenario)
+    }
+
+    /// The factor a degradation episode puts on `channel`'s delivery
+    /// probability at `at` (1 outside episodes).
+    pub fn route_factor(&self, channel: Channel, at: Millis, scenario: &Scenario) -> f64 {
         if channel == Channel::Sms
             && self.carrier == DEGRADED_CARRIER
             && scenario.effects.degradation
             && degraded(at, scenario)
         {
-            p *= DEGRADED_FACTOR;
+            DEGRADED_FACTOR
+        } else {
+            1.0
         }
-        p
     }
 
     /// Whether the contact has opted out of `channel` by `at`.
@@ -179,7 +186,48 @@ impl SimContact {
     }
 }
 
-const DEAD_P: f64 = 0.02;
+/// How a channel's addresses are drawn. Public, with the constants below,
+/// for the Bayes reference of `reach eval` (src/sim/bayes.rs), which knows
+/// how the world works but not each contact's draw.
+#[derive(Clone, Copy, Debug)]
+pub struct ChannelWorld {
+    /// Mean delivery probability of a working address.
+    pub good_mean: f64,
+    /// Share of addresses that barely work (around `BAD_MEAN`).
+    pub bad_share: f64,
+    /// Chance that the address dies at a uniformly random moment of the period.
+    pub death_chance: f64,
+}
+
+pub fn world(channel: Channel) -> ChannelWorld {
+    let (good_mean, bad_share, death_chance) = match channel {
+        Channel::Sms => (0.95, 0.06, 0.08),
+        Channel::Voice => (0.75, 0.10, 0.08),
+        Channel::Email => (0.93, 0.08, 0.10),
+        Channel::Push => (0.85, 0.10, 0.15),
+    };
+    ChannelWorld {
+        good_mean,
+        bad_share,
+        death_chance,
+    }
+}
+
+/// Spread of a working address's probability around its channel's mean.
+pub const GOOD_SPREAD: f64 = 0.06;
+pub const BAD_MEAN: f64 = 0.15;
+pub const BAD_SPREAD: f64 = 0.12;
+/// Delivery probability of a dead address.
+pub const DEAD_P: f64 = 0.02;
+/// Share of a dead address's failures that are hard bounces.
+pub const DEAD_HARD_SHARE: f64 = 0.9;
+/// Share of the other failures reported as PENDING_RETRY (the rest: UNCONFIRMED).
+pub const SOFT_SHARE: f64 = 0.7;
+/// Share of contacts behind an international SMS route (which the sender
+/// does not see in the events: their carrier is one of the domestic ones).
+pub const INTERNATIONAL_SHARE: f64 = 0.04;
+/// Share of receipts an international SMS route drops.
+pub const LOST_RECEIPT_SHARE: f64 = 0.6;
 const DEGRADED_CARRIER: &str = "carrier-b";
 const DEGRADED_FACTOR: f64 = 0.6;
 const CARRIERS: [&str; 3] = ["carrier-a", "carrier-b", "carrier-c"];
@@ -196,7 +244,7 @@ fn blocked_window(at: Millis, s: &Scenario) -> bool {
 }
 
 /// A probability drawn around `mean` (Beta-like, by averaging uniforms).
-fn around(rng: &mut Rng, mean: f64, spread: f64) -> f64 {
+pub fn around(rng: &mut Rng, mean: f64, spread: f64) -> f64 {
     let u = (rng.f64() + rng.f64() + rng.f64()) / 3.0 - 0.5;
     (mean + u * 2.0 * spread).clamp(0.01, 0.995)
 }
@@ -219,31 +267,32 @@ pub fn contact(s: &Scenario, i: u64) -> SimContact {
     let mut rng = Rng::with_seed(s.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i);
     let mut channels = Vec::new();
     let has_phone = rng.f64() < 0.95;
-    let mut add = |rng: &mut Rng, channel: Channel, good: f64, bad_share: f64, death: f64| {
-        let p = if rng.f64() < bad_share {
-            around(rng, 0.15, 0.12)
+    let mut add = |rng: &mut Rng, channel: Channel| {
+        let w = world(channel);
+        let p = if rng.f64() < w.bad_share {
+            around(rng, BAD_MEAN, BAD_SPREAD)
         } else {
-            around(rng, good, 0.06)
+            around(rng, w.good_mean, GOOD_SPREAD)
         };
         channels.push(TrueChannel {
             channel,
             p,
-            dies_at: maybe_time(rng, death, s).filter(|_| s.effects.deaths),
+            dies_at: maybe_time(rng, w.death_chance, s).filter(|_| s.effects.deaths),
             opts_out_at: maybe_time(rng, 0.03, s),
         });
     };
     if has_phone {
-        add(&mut rng, Channel::Sms, 0.95, 0.06, 0.08);
-        add(&mut rng, Channel::Voice, 0.75, 0.10, 0.08);
+        add(&mut rng, Channel::Sms);
+        add(&mut rng, Channel::Voice);
     }
     if rng.f64() < 0.90 {
-        add(&mut rng, Channel::Email, 0.93, 0.08, 0.10);
+        add(&mut rng, Channel::Email);
     }
     if rng.f64() < 0.40 {
-        add(&mut rng, Channel::Push, 0.85, 0.10, 0.15);
+        add(&mut rng, Channel::Push);
     }
     let carrier = CARRIERS[rng.usize(0..CARRIERS.len())];
-    let international = rng.f64() < 0.04;
+    let international = rng.f64() < INTERNATIONAL_SHARE;
     let mut c = SimContact {
         id: format!("sim-{i:08}"),
         channels,
@@ -320,16 +369,16 @@ fn simulate(c: &mut SimContact, rng: &mut Rng, s: &Scenario) {
         } else if delivered {
             let receipt_lost = channel == Channel::Sms
                 && c.international
-                && rng.f64() < 0.6
+                && rng.f64() < LOST_RECEIPT_SHARE
                 && s.effects.lost_receipts;
             if receipt_lost {
                 (Status::Unconfirmed, window(channel))
             } else {
                 (Status::Delivered, rng.i64(2_000..90_000))
             }
-        } else if dead && rng.f64() < 0.9 {
+        } else if dead && rng.f64() < DEAD_HARD_SHARE {
             (Status::BouncedHard, rng.i64(2_000..60_000))
-        } else if rng.f64() < 0.7 {
+        } else if rng.f64() < SOFT_SHARE {
             (Status::PendingRetry, rng.i64(2_000..60_000))
         } else {
             (Status::Unconfirmed, window(channel))
