@@ -358,7 +358,7 @@ async fn sent_is_not_delivered_and_silence_is_a_failure() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn soft_and_silent_failures_weigh_less_than_hard_ones() {
+async fn silence_weighs_less_than_a_soft_failure_and_both_far_less_than_a_hard_bounce() {
     // One Beta prior (no bad-address share), so that the posterior is the
     // closed form below.
     let server = TestServer::start_with(|c| {
@@ -381,11 +381,11 @@ async fn soft_and_silent_failures_weigh_less_than_hard_ones() {
     let soft = score(&reachability(&mut client, "soft", Some(t)).await);
     let silent = score(&reachability(&mut client, "silent", Some(t)).await);
     let hard = score(&reachability(&mut client, "hard", Some(t)).await);
-    assert!(soft > silent && silent > hard, "{soft} {silent} {hard}");
-    // The posterior: prior 0.86 x 2, the default weights 1 / 1.25 / 2.
+    assert!(silent > soft && soft > hard, "{soft} {silent} {hard}");
+    // The posterior: prior 0.86 x 2, the default weights 1 / 0.5 / 8.
     assert!((soft - 1.72 / 3.0).abs() < 1e-12);
-    assert!((silent - 1.72 / 3.25).abs() < 1e-12);
-    assert!((hard - 1.72 / 4.0).abs() < 1e-12);
+    assert!((silent - 1.72 / 2.5).abs() < 1e-12);
+    assert!((hard - 1.72 / 10.0).abs() < 1e-12);
 }
 
 #[tokio::test(flavor = "multi_thread")]

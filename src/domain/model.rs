@@ -128,13 +128,15 @@ impl Default for ScoringModel {
     fn default() -> Self {
         ScoringModel {
             // Fitted with `reach eval` on the default simulated scenario
-            // (docs/evaluation.md): failures of any kind are stronger
-            // evidence than the first defaults assumed, and history stays
-            // informative for about two months.
+            // (docs/evaluation.md): history stays informative for about two
+            // months; a hard bounce says the address is gone (deliveries
+            // before it describe an address that no longer works), so it
+            // outweighs several of them; silence is half a failure, since a
+            // route that drops receipts makes deliveries look like it.
             half_life: Duration::from_secs(60 * 24 * 3600),
-            hard_fail_weight: 2.0,
+            hard_fail_weight: 8.0,
             soft_fail_weight: 1.0,
-            unconfirmed_weight: 1.25,
+            unconfirmed_weight: 0.5,
             suppress_after_hard_fails: 3,
             soft_fails_per_hard_fail: 5,
             confidence_half_evidence: 3.0,
