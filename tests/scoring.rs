@@ -438,9 +438,14 @@ async fn engagement_is_tracked_apart_from_delivery() {
         &reachability(&mut client, "max", Some(t + 100)).await,
         Channel::Email,
     );
-    assert_eq!(
-        lee.score, max.score,
-        "opens are not extra delivery evidence"
+    // Opens are not extra delivery evidence. (They do show the address
+    // worked 9 ms later than max's last delivery, which churn weighs at
+    // about 1e-10.)
+    assert!(
+        (lee.score - max.score).abs() < 1e-9,
+        "opens are not extra delivery evidence: {} vs {}",
+        lee.score,
+        max.score
     );
     assert!(lee.engagement_score > max.engagement_score);
 }
@@ -573,6 +578,90 @@ async fn old_evidence_fades_with_the_half_life() {
         faded.score
     );
     assert!(faded.confidence < fresh.confidence / 100.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_address_not_heard_from_goes_stale_at_its_channels_churn() {
+    // Evidence that barely fades, so that churn is what moves the score.
+    let server = TestServer::start_with(|c| {
+        c.scoring.half_life = std::time::Duration::from_secs(100 * 365 * 86_400);
+        c.scoring.sms.churn_per_year = 0.24;
+    })
+    .await;
+    let mut client = server.client().await;
+    let t = now_ms() - 400 * DAY_MS;
+    for i in 0..3 {
+        record(
+            &mut client,
+            event(
+                &format!("d{i}"),
+                "ola",
+                Channel::Sms,
+                Status::Delivered,
+                t + i,
+            ),
+        )
+        .await;
+    }
+    let at = |days: i64| t + 2 + days * DAY_MS;
+    let fresh = reachability(&mut client, "ola", Some(at(0))).await;
+    let year = reachability(&mut client, "ola", Some(at(365))).await;
+    let (fresh, year) = (
+        channel_score(&fresh, Channel::Sms),
+        channel_score(&year, Channel::Sms),
+    );
+    assert!(
+        // (The evidence fades by 0.7% over the year: 1e-4 on the score.)
+        (year.score - 0.76 * fresh.score).abs() < 1e-3,
+        "{} {}",
+        year.score,
+        fresh.score
+    );
+    assert!(
+        year.reasons.iter().any(|r| r
+            .starts_with("last known to work 365 days ago: still in use with probability 0.76")),
+        "{:?}",
+        year.reasons
+    );
+    assert!(
+        !fresh
+            .reasons
+            .iter()
+            .any(|r| r.contains("last known to work")),
+        "{:?}",
+        fresh.reasons
+    );
+    // A failure is not news that the address works: the clock runs on.
+    record(
+        &mut client,
+        event("s", "ola", Channel::Sms, Status::PendingRetry, at(300)),
+    )
+    .await;
+    let after_failure = channel_score(
+        &reachability(&mut client, "ola", Some(at(365))).await,
+        Channel::Sms,
+    );
+    assert!(after_failure.score < year.score);
+    // A delivery is: the address works again as of then.
+    record(
+        &mut client,
+        event("d3", "ola", Channel::Sms, Status::Delivered, at(364)),
+    )
+    .await;
+    let heard = channel_score(
+        &reachability(&mut client, "ola", Some(at(365))).await,
+        Channel::Sms,
+    );
+    assert!(
+        heard.score > after_failure.score + 0.1
+            && !heard
+                .reasons
+                .iter()
+                .any(|r| r.contains("last known to work")),
+        "{} {:?}",
+        heard.score,
+        heard.reasons
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Channel, suppression::RECENT_FAILS};
+use crate::domain::{Channel, Millis, suppression::RECENT_FAILS};
 
 /// Parameters of the scoring model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,6 +71,12 @@ pub struct ChannelModel {
     /// How many outcomes their prior is worth.
     #[serde(default = "default_bad_strength")]
     pub bad_strength: f64,
+    /// Share of addresses that stop working within a year of last working
+    /// (numbers ported or reassigned, mailboxes abandoned, apps removed):
+    /// the score is the chance the address is still in use, counted from
+    /// the last delivery, engagement or opt-in, times its posterior.
+    #[serde(default)]
+    pub churn_per_year: f64,
 }
 
 fn default_bad_mean() -> f64 {
@@ -82,7 +88,7 @@ fn default_bad_strength() -> f64 {
 }
 
 impl ChannelModel {
-    fn new(prior_mean: f64, prior_strength: f64, bad_share: f64) -> Self {
+    fn new(prior_mean: f64, prior_strength: f64, bad_share: f64, churn_per_year: f64) -> Self {
         ChannelModel {
             prior_mean,
             prior_strength,
@@ -90,6 +96,20 @@ impl ChannelModel {
             bad_share,
             bad_mean: default_bad_mean(),
             bad_strength: default_bad_strength(),
+            churn_per_year,
+        }
+    }
+
+    /// The chance that an address last known to work at `last_worked` still
+    /// works at `now` (1 if it never did: then there is nothing to go stale,
+    /// and the prior speaks for a first message).
+    pub fn still_in_use(&self, last_worked: Option<Millis>, now: Millis) -> f64 {
+        match last_worked {
+            Some(t) if now.0 > t.0 && self.churn_per_year > 0.0 => {
+                let years = (now.0 - t.0) as f64 / YEAR_MS;
+                (1.0 - self.churn_per_year).powf(years)
+            }
+            _ => 1.0,
         }
     }
 
@@ -119,6 +139,8 @@ impl ChannelModel {
         p_good * good + (1.0 - p_good) * bad
     }
 }
+
+const YEAR_MS: f64 = 365.0 * 86_400_000.0;
 
 fn ln_beta(a: f64, b: f64) -> f64 {
     libm::lgamma(a) + libm::lgamma(b) - libm::lgamma(a + b)
@@ -153,10 +175,16 @@ impl Default for ScoringModel {
             // failure: SMS 0.36; a delivery then a failure: 0.78), which
             // scored better on every figure of `reach eval`
             // (docs/evaluation.md, "The mixture as the default").
-            sms: ChannelModel::new(0.95, 10.0, 0.10),
-            email: ChannelModel::new(0.93, 10.0, 0.10),
-            push: ChannelModel::new(0.85, 10.0, 0.10),
-            voice: ChannelModel::new(0.75, 10.0, 0.10),
+            //
+            // Churn a year: about a quarter of phone numbers and e-mail
+            // addresses stop reaching their owner within a year of last
+            // working, and app installs go faster (push tokens expire).
+            // Measured on the same scenario: better Brier, calibration and
+            // best-channel choice than no churn, half or twice these.
+            sms: ChannelModel::new(0.95, 10.0, 0.10, 0.24),
+            email: ChannelModel::new(0.93, 10.0, 0.10, 0.30),
+            push: ChannelModel::new(0.85, 10.0, 0.10, 0.45),
+            voice: ChannelModel::new(0.75, 10.0, 0.10, 0.24),
         }
     }
 }
@@ -224,6 +252,11 @@ impl ScoringModel {
             if !(0.0..1.0).contains(&m.bad_share) {
                 return Err(format!("scoring.{channel}.bad_share must be in [0, 1)"));
             }
+            if !(0.0..1.0).contains(&m.churn_per_year) {
+                return Err(format!(
+                    "scoring.{channel}.churn_per_year must be in [0, 1)"
+                ));
+            }
             if !(m.weight.is_finite() && m.weight >= 0.0) {
                 return Err(format!(
                     "scoring.{channel}.weight must be a finite number >= 0"
@@ -261,12 +294,12 @@ mod tests {
 
     #[test]
     fn a_mixture_prior_tells_bad_luck_from_a_bad_address() {
-        let single = ChannelModel::new(0.88, 2.0, 0.0);
+        let single = ChannelModel::new(0.88, 2.0, 0.0, 0.0);
         assert!(
             (single.posterior(0.0, 1.0) - 1.76 / 3.0).abs() < 1e-12,
             "one Beta: as before"
         );
-        let mixture = ChannelModel::new(0.95, 12.0, 0.08);
+        let mixture = ChannelModel::new(0.95, 12.0, 0.08, 0.0);
         assert!((mixture.mean() - (0.92 * 0.95 + 0.08 * 0.15)).abs() < 1e-12);
         assert!((mixture.posterior(0.0, 0.0) - mixture.mean()).abs() < 1e-12);
         // A first failure is as likely a bad address (8% of them, failing
@@ -284,6 +317,30 @@ mod tests {
             last = p;
         }
         assert!(mixture.posterior(3.0, 1.0) > mixture.posterior(2.0, 1.0));
+    }
+
+    #[test]
+    fn an_address_goes_stale_from_when_it_last_worked() {
+        let m = ChannelModel::new(0.95, 10.0, 0.10, 0.24);
+        let day = 86_400_000;
+        let now = Millis(1_000 * day);
+        assert_eq!(
+            m.still_in_use(None, now),
+            1.0,
+            "never worked: the prior speaks"
+        );
+        assert_eq!(m.still_in_use(Some(now), now), 1.0);
+        assert_eq!(
+            m.still_in_use(Some(Millis(now.0 + day)), now),
+            1.0,
+            "later than now"
+        );
+        let year = m.still_in_use(Some(Millis(now.0 - 365 * day)), now);
+        assert!((year - 0.76).abs() < 1e-12, "{year}");
+        let month = m.still_in_use(Some(Millis(now.0 - 30 * day)), now);
+        assert!(month > year && month < 1.0);
+        let off = ChannelModel::new(0.95, 10.0, 0.10, 0.0);
+        assert_eq!(off.still_in_use(Some(Millis(0)), now), 1.0);
     }
 
     #[test]
@@ -320,6 +377,9 @@ mod tests {
         assert!(m.validate().is_err());
         let mut m = ScoringModel::default();
         m.sms.prior_mean = 1.0;
+        assert!(m.validate().is_err());
+        let mut m = ScoringModel::default();
+        m.push.churn_per_year = 1.0;
         assert!(m.validate().is_err());
     }
 }

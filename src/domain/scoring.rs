@@ -253,7 +253,9 @@ pub fn assess_channel(
         + model.soft_fail_weight * ev.soft_fails
         + model.unconfirmed_weight * ev.unconfirmed;
     let amount = ev.delivered + failures;
-    let posterior = prior.posterior(ev.delivered, failures);
+    let still_in_use = prior.still_in_use(state.last_cleared, now);
+    let from_evidence = prior.posterior(ev.delivered, failures);
+    let posterior = still_in_use * from_evidence;
 
     let (streak, suppressed) = suppression_with(state, &consent, model);
     let no_permission = channel == Channel::Push
@@ -267,12 +269,21 @@ pub fn assess_channel(
         &ev,
         amount,
         failures,
-        posterior,
+        from_evidence,
         prior.mean(),
         model,
     ));
     if let Some(counts) = counts_reason(state) {
         reasons.push(counts);
+    }
+    if still_in_use < STALE_REASON_BELOW
+        && let Some(last) = state.last_cleared
+    {
+        reasons.push(format!(
+            "last known to work {} days ago: still in use with probability {still_in_use:.2} (churn {:.0}% a year), score {posterior:.2}",
+            (now.0 - last.0) / 86_400_000,
+            prior.churn_per_year * 100.0
+        ));
     }
     match (&suppressed, streak.hard.since) {
         (Some(s), _) => reasons.push(format!("suppressed: {s}")),
@@ -334,6 +345,10 @@ pub fn assess_channel(
         quiet_reason: String::new(),
     }
 }
+
+/// Staleness is explained once it takes more than this off the score
+/// (about three weeks at 24% a year).
+const STALE_REASON_BELOW: f64 = 0.985;
 
 /// A channel's failure streak and the suppression in force, without the
 /// rest of an assessment (what the write path checks on every event).
