@@ -582,14 +582,19 @@ async fn old_evidence_fades_with_the_half_life() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_address_not_heard_from_goes_stale_at_its_channels_churn() {
-    // Evidence that barely fades, so that churn is what moves the score.
+    // Evidence that barely fades, so that churn is what moves the score;
+    // one Beta prior of mean 0.5, so that the floor (the prior's mean) is
+    // far below a working address's score.
     let server = TestServer::start_with(|c| {
         c.scoring.half_life = std::time::Duration::from_secs(100 * 365 * 86_400);
         c.scoring.sms.churn_per_year = 0.24;
+        c.scoring.sms.bad_share = 0.0;
+        c.scoring.sms.prior_mean = 0.5;
+        c.scoring.sms.prior_strength = 2.0;
     })
     .await;
     let mut client = server.client().await;
-    let t = now_ms() - 400 * DAY_MS;
+    let t = now_ms() - 1200 * DAY_MS;
     for i in 0..3 {
         record(
             &mut client,
@@ -631,6 +636,13 @@ async fn an_address_not_heard_from_goes_stale_at_its_channels_churn() {
         "{:?}",
         fresh.reasons
     );
+    // Never below an address never tried: three years would take 56%
+    // (0.8 x 0.44 = 0.35); the prior's mean is 0.5.
+    let old = channel_score(
+        &reachability(&mut client, "ola", Some(at(3 * 365))).await,
+        Channel::Sms,
+    );
+    assert!((old.score - 0.5).abs() < 1e-9, "{}", old.score);
     // A failure is not news that the address works: the clock runs on.
     record(
         &mut client,

@@ -169,3 +169,22 @@ proptest! {
         }
     }
 }
+
+/// The case proptest found when churn came in: one delivery long ago on a
+/// channel with no other history must not score below the prior.
+#[test]
+fn an_old_delivery_does_not_lower_a_channel_with_no_other_history() {
+    let model = ScoringModel::default();
+    for (c, channel) in Channel::ALL.into_iter().enumerate() {
+        let before = profile_of(&[], &model);
+        let mut after = before.clone();
+        after.apply(&event(channel, Status::Delivered, BASE), &model);
+        let score_of = |p: &ContactProfile| assess(p, &model, NOW).channels[c].score;
+        assert!(
+            score_of(&after) >= score_of(&before) - 1e-12,
+            "{channel}: {} < {}",
+            score_of(&after),
+            score_of(&before)
+        );
+    }
+}

@@ -180,7 +180,9 @@ impl Default for ScoringModel {
             // addresses stop reaching their owner within a year of last
             // working, and app installs go faster (push tokens expire).
             // Measured on the same scenario: better Brier, calibration and
-            // best-channel choice than no churn, half or twice these.
+            // best-channel choice than no churn (and than half or twice
+            // these rates). The discount stops at the prior's mean
+            // (src/domain/scoring.rs).
             sms: ChannelModel::new(0.95, 10.0, 0.10, 0.24),
             email: ChannelModel::new(0.93, 10.0, 0.10, 0.30),
             push: ChannelModel::new(0.85, 10.0, 0.10, 0.45),

@@ -255,7 +255,12 @@ pub fn assess_channel(
     let amount = ev.delivered + failures;
     let still_in_use = prior.still_in_use(state.last_cleared, now);
     let from_evidence = prior.posterior(ev.delivered, failures);
-    let posterior = still_in_use * from_evidence;
+    // An address known to have worked is never scored below one never
+    // tried: the prior stands for an address of unknown age, churn
+    // included. (Without the floor, a year-old delivery would lower the
+    // score of a channel with no other history, and a delivery must never
+    // lower a score.)
+    let posterior = (still_in_use * from_evidence).max(from_evidence.min(prior.mean()));
 
     let (streak, suppressed) = suppression_with(state, &consent, model);
     let no_permission = channel == Channel::Push
@@ -276,7 +281,7 @@ pub fn assess_channel(
     if let Some(counts) = counts_reason(state) {
         reasons.push(counts);
     }
-    if still_in_use < STALE_REASON_BELOW
+    if posterior < from_evidence * STALE_REASON_BELOW
         && let Some(last) = state.last_cleared
     {
         reasons.push(format!(
@@ -346,7 +351,7 @@ pub fn assess_channel(
     }
 }
 
-/// Staleness is explained once it takes more than this off the score
+/// Staleness is explained once it takes more than 1.5% off the score
 /// (about three weeks at 24% a year).
 const STALE_REASON_BELOW: f64 = 0.985;
 
