@@ -87,7 +87,9 @@ struct EvalArgs {
     #[arg(long, default_value_t = 12.0)]
     messages_per_contact: f64,
     /// Effects of the simulated world to switch off, to measure what each
-    /// costs the model: deaths, degradation, lost-receipts, compliance.
+    /// costs the model: deaths, degradation, lost-receipts, compliance,
+    /// named-routes (the international route then hides behind domestic
+    /// carrier names).
     #[arg(long, value_delimiter = ',')]
     without: Vec<String>,
     /// Contacts replayed at once.

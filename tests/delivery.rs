@@ -426,13 +426,28 @@ fn route_outcomes(
     delivered: usize,
     failed: usize,
 ) -> Vec<proto::ChannelEvent> {
-    (0..delivered + failed)
-        .map(|i| {
-            let status = if i < delivered {
-                Status::Delivered
-            } else {
-                Status::PendingRetry
-            };
+    route_mix(
+        carrier,
+        tag,
+        at_ms,
+        &[
+            (Status::Delivered, delivered),
+            (Status::PendingRetry, failed),
+        ],
+    )
+}
+
+/// `n` single SMS messages of each status on `carrier`, one contact each.
+fn route_mix(
+    carrier: &str,
+    tag: &str,
+    at_ms: i64,
+    mix: &[(Status, usize)],
+) -> Vec<proto::ChannelEvent> {
+    mix.iter()
+        .flat_map(|&(status, n)| std::iter::repeat_n(status, n))
+        .enumerate()
+        .map(|(i, status)| {
             let id = format!("{tag}-{i}");
             routed(
                 event(&id, &id, Channel::Sms, status, at_ms),
@@ -573,6 +588,88 @@ async fn a_route_that_delivers_far_below_its_baseline_lowers_its_channels_for_ev
         !reasons.iter().any(|r| r.contains("route sms/")),
         "{reasons:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silence_on_a_route_that_loses_receipts_weighs_less_than_on_one_that_returns_them() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let now = now_ms();
+    let day = 24 * HOUR;
+    // Two routes that return their receipts (3 silences per 7 explicit
+    // failures) and one that loses most: 15 silences per explicit failure.
+    for k in 2..=9 {
+        for carrier in ["home-a", "home-b"] {
+            let mix = [
+                (Status::Delivered, 20),
+                (Status::PendingRetry, 6),
+                (Status::BouncedHard, 1),
+                (Status::Unconfirmed, 3),
+            ];
+            let tag = format!("{carrier}{k}");
+            bulk(&mut client, route_mix(carrier, &tag, now - k * day, &mix)).await;
+        }
+        let mix = [
+            (Status::Delivered, 8),
+            (Status::PendingRetry, 1),
+            (Status::Unconfirmed, 15),
+        ];
+        let tag = format!("abroad{k}");
+        bulk(&mut client, route_mix("abroad", &tag, now - k * day, &mix)).await;
+    }
+    // The same record on each: three deliveries and two silences, and on
+    // the lossy route a contact with the deliveries alone.
+    for (contact, carrier, silences) in [
+        ("home", "home-a", 2),
+        ("away", "abroad", 2),
+        ("away-clean", "abroad", 0),
+    ] {
+        let statuses = [Status::Delivered; 3]
+            .into_iter()
+            .chain([Status::Unconfirmed; 2].into_iter().take(silences));
+        let events = statuses
+            .enumerate()
+            .map(|(i, status)| {
+                let id = format!("{contact}-{i}");
+                let at = now - 30 * day + i as i64 * day;
+                routed(
+                    event(&id, contact, Channel::Sms, status, at),
+                    &id,
+                    carrier,
+                    "promo",
+                )
+            })
+            .collect();
+        bulk(&mut client, events).await;
+    }
+    let lossy = "route sms/abroad/US returns";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (away, reasons) = loop {
+        let (score, reasons) = sms_reasons(&mut client, "away", None).await;
+        if reasons.iter().any(|r| r.contains(lossy)) {
+            break (score, reasons);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "route not judged: {reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = reasons.iter().find(|r| r.contains(lossy)).unwrap();
+    // 120 silences and 8 explicit failures against the usual 3 per 7.
+    assert!(
+        reason.contains("15.0 silences per explicit failure against 0.4 usual"),
+        "{reason}"
+    );
+    let (home, home_reasons) = sms_reasons(&mut client, "home", None).await;
+    assert!(
+        !home_reasons.iter().any(|r| r.contains("returns")),
+        "{home_reasons:?}"
+    );
+    let (clean, _) = sms_reasons(&mut client, "away-clean", None).await;
+    // A silence says less where receipts get lost, but never that the
+    // message was delivered.
+    assert!(home < away && away < clean, "{home} {away} {clean}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

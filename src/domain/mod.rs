@@ -14,6 +14,7 @@ pub mod profile;
 pub mod quiet_hours;
 pub mod route_health;
 pub mod route_outlook;
+pub mod route_silence;
 pub mod scoring;
 pub mod sender;
 pub mod sender_health;

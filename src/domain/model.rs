@@ -18,7 +18,9 @@ pub struct ScoringModel {
     pub hard_fail_weight: f64,
     /// Failure weight of one soft failure (PENDING_RETRY).
     pub soft_fail_weight: f64,
-    /// Failure weight of one UNCONFIRMED (silence past the receipt window).
+    /// Failure weight of one UNCONFIRMED (silence past the receipt window)
+    /// on a route that returns its receipts; on one that loses them it is
+    /// scaled down (`route_health.silence_by_route`).
     pub unconfirmed_weight: f64,
     /// Consecutive hard fails (since the last delivery or opt-in) that suppress a channel.
     pub suppress_after_hard_fails: u32,
@@ -153,12 +155,13 @@ impl Default for ScoringModel {
             // (docs/evaluation.md): history stays informative for about two
             // months; a hard bounce says the address is gone (deliveries
             // before it describe an address that no longer works), so it
-            // outweighs several of them; silence is half a failure, since a
-            // route that drops receipts makes deliveries look like it.
+            // outweighs several of them; silence is a failure like a soft
+            // one where receipts come back, and weighs less on a route that
+            // loses them (`route_silence.rs`).
             half_life: Duration::from_secs(60 * 24 * 3600),
             hard_fail_weight: 8.0,
             soft_fail_weight: 1.0,
-            unconfirmed_weight: 0.5,
+            unconfirmed_weight: 1.0,
             suppress_after_hard_fails: 3,
             soft_fails_per_hard_fail: 5,
             confidence_half_evidence: 3.0,

@@ -39,6 +39,11 @@ pub struct RouteHealthConfig {
     /// clearly below its own baseline over the last day (see
     /// `route_outlook.rs`), for every ask, not only urgent ones.
     pub outlook: bool,
+    /// Weigh a silence on a route that loses receipts (far more silences
+    /// per explicit failure than the channel's other routes, over the
+    /// outlook's baseline days) as the share of a failure that the route's
+    /// failures explain (see `route_silence.rs`).
+    pub silence_by_route: bool,
     /// The recent window of the outlook, in whole hours.
     #[serde(with = "humantime_serde")]
     pub outlook_window: Duration,
@@ -91,6 +96,7 @@ impl Default for RouteHealthConfig {
             recover_margin: 0.5,
             evaluate_every: Duration::from_secs(10),
             outlook: true,
+            silence_by_route: true,
             outlook_window: Duration::from_secs(24 * 3600),
             outlook_baseline: 14 * DAY,
             outlook_history: 16 * DAY,

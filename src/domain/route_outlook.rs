@@ -10,30 +10,40 @@
 //! later than the ask (hours before the ask's, plus the current hour for an
 //! ask about now).
 
-use crate::domain::{route_health::RouteHealthConfig, stats::StatCell};
+use crate::domain::{Status, route_health::RouteHealthConfig, stats::StatCell};
 
-/// Outcomes of one route on one day: what a delivery rate needs.
+/// Outcomes of one route on one day: what a delivery rate needs, and the
+/// mix of failures that tells a route losing receipts (`route_silence.rs`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DayTally {
     pub delivered: i64,
     pub attempts: i64,
+    /// Soft and hard bounces: failures the route reported.
+    pub explicit_failures: i64,
+    /// UNCONFIRMED: no receipt within the window.
+    pub silent: i64,
 }
 
 impl DayTally {
     pub fn of(cell: &StatCell) -> DayTally {
+        let count = |s: Status| cell.count(s).max(0);
         DayTally {
-            delivered: cell.count(crate::domain::Status::Delivered).max(0),
+            delivered: count(Status::Delivered),
             attempts: cell.attempts(),
+            explicit_failures: count(Status::BouncedHard) + count(Status::PendingRetry),
+            silent: count(Status::Unconfirmed),
         }
     }
 
     pub fn add(&mut self, other: DayTally) {
         self.delivered += other.delivered;
         self.attempts += other.attempts;
+        self.explicit_failures += other.explicit_failures;
+        self.silent += other.silent;
     }
 
     pub fn is_empty(&self) -> bool {
-        self.delivered == 0 && self.attempts == 0
+        *self == DayTally::default()
     }
 
     fn rate(&self) -> Option<f64> {
@@ -94,6 +104,7 @@ mod tests {
         DayTally {
             delivered,
             attempts,
+            ..DayTally::default()
         }
     }
 

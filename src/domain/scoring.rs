@@ -10,6 +10,7 @@ use crate::domain::{
     evidence::Evidence,
     profile::{AddressSlot, Route},
     route_outlook::Outlook,
+    route_silence::{RouteSilence, RouteSilences},
     suppression::{Consent, FailureStreak, Suppression, suppression},
 };
 
@@ -105,11 +106,23 @@ pub struct BestChannel {
     pub reason: String,
 }
 
-/// Scores every channel of `profile` as seen at `now`.
+/// Scores every channel of `profile` as seen at `now`, every silence a
+/// full failure.
 pub fn assess(profile: &ContactProfile, model: &ScoringModel, now: Millis) -> Reachability {
+    assess_on(profile, model, now, &RouteSilences::default())
+}
+
+/// Scores every channel of `profile` as seen at `now`, silences on the
+/// routes of `silences` weighing what those routes' receipts make them.
+pub fn assess_on(
+    profile: &ContactProfile,
+    model: &ScoringModel,
+    now: Millis,
+    silences: &RouteSilences,
+) -> Reachability {
     let channels: Vec<ChannelAssessment> = Channel::ALL
         .iter()
-        .map(|&c| assess_addresses(c, profile, model, now))
+        .map(|&c| assess_addresses(c, profile, model, now, silences))
         .collect();
     Reachability {
         overall: overall(&channels),
@@ -153,10 +166,13 @@ fn assess_addresses(
     profile: &ContactProfile,
     model: &ScoringModel,
     now: Millis,
+    silences: &RouteSilences,
 ) -> ChannelAssessment {
     let slots: Vec<&AddressSlot> = profile.addresses_of(channel).collect();
     if slots.is_empty() {
-        return assess_channel(channel, profile.channel(channel), None, None, model, now);
+        let state = profile.channel(channel);
+        let silence = silences.of(channel, state.and_then(|s| s.last_route.as_ref()));
+        return assess_channel(channel, state, None, None, model, now, silence);
     }
     let channel_wide = profile.channel_consent(channel);
     let mut candidates: Vec<ChannelAssessment> = slots
@@ -169,6 +185,7 @@ fn assess_addresses(
                 slot.info.refusal(channel),
                 model,
                 now,
+                silences.of(channel, slot.state.last_route.as_ref()),
             );
             a.address = Some(ResolvedAddress {
                 id: slot.id,
@@ -233,6 +250,8 @@ fn address_id(a: &ChannelAssessment) -> Option<AddressId> {
 /// Scores one channel state; `state` is `None` for a channel with no
 /// history. An address's state also takes its channel's consent
 /// (`channel_wide`) and can be refused outright by the address type.
+/// `silence`: the state's route loses receipts (its name and how much of a
+/// failure a silence is there).
 pub fn assess_channel(
     channel: Channel,
     state: Option<&ChannelState>,
@@ -240,6 +259,7 @@ pub fn assess_channel(
     refusal: Option<String>,
     model: &ScoringModel,
     now: Millis,
+    silence: Option<(&str, &RouteSilence)>,
 ) -> ChannelAssessment {
     let default_state = ChannelState::default();
     let state = state.unwrap_or(&default_state);
@@ -251,7 +271,7 @@ pub fn assess_channel(
     let ev = state.evidence.at(now, model.half_life_ms());
     let failures = model.hard_fail_weight * ev.hard_fails
         + model.soft_fail_weight * ev.soft_fails
-        + model.unconfirmed_weight * ev.unconfirmed;
+        + model.unconfirmed_weight * silence.map_or(1.0, |(_, s)| s.share) * ev.unconfirmed;
     let amount = ev.delivered + failures;
     let still_in_use = prior.still_in_use(state.last_cleared, now);
     let from_evidence = prior.posterior(ev.delivered, failures);
@@ -280,6 +300,9 @@ pub fn assess_channel(
     ));
     if let Some(counts) = counts_reason(state) {
         reasons.push(counts);
+    }
+    if let Some((route, s)) = silence.filter(|_| ev.unconfirmed > 0.0) {
+        reasons.push(s.reason(route));
     }
     if posterior < from_evidence * STALE_REASON_BELOW
         && let Some(last) = state.last_cleared

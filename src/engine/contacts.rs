@@ -8,7 +8,6 @@ use crate::{
         contact::ConsentRecord,
         event::check_id,
         quiet_hours::check_time_zone,
-        scoring::assess,
     },
     engine::Engine,
     error::Result,
@@ -63,7 +62,7 @@ impl<S: Store> Engine<S> {
             .await?
             .expect("an upsert always writes");
         self.store.sync().await?;
-        let reach = assess(&profile, &self.model, now);
+        let reach = self.assess_on_routes(tenant, &profile, now).await?;
         Ok((profile, reach))
     }
 
@@ -75,7 +74,9 @@ impl<S: Store> Engine<S> {
         contact_id: &str,
     ) -> Result<(ContactProfile, Reachability)> {
         let (_, profile) = self.profile(tenant, contact_id).await?;
-        let reach = assess(&profile, &self.model, Millis::now());
+        let reach = self
+            .assess_on_routes(tenant, &profile, Millis::now())
+            .await?;
         Ok((profile, reach))
     }
 

@@ -13,13 +13,14 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    sync::RwLock,
+    sync::{Mutex, RwLock},
 };
 
 use crate::{
     domain::{
-        Millis,
+        Channel, Millis,
         route_outlook::DayTally,
+        route_silence::usual_ratio,
         stats::{Dims, StatCell},
     },
     storage::{Granularity, Store, StoreError, Tenant},
@@ -40,7 +41,17 @@ struct Tables {
 pub struct RouteTallies {
     tables: RwLock<Tables>,
     keep_days: u32,
+    /// Usual silence ratios per (tenant, channel, days, min samples): a
+    /// read would otherwise sum every route of the channel. Cleared by each
+    /// change of the tables (about once a second under traffic).
+    usual: Mutex<HashMap<UsualKey, Option<f64>>>,
 }
+
+type UsualKey = (Tenant, Channel, u32, u32, u64);
+
+/// Past this many entries the usual-ratio cache starts over (asks `as_of`
+/// many different days between two flushes).
+const USUAL_CACHE_MAX: usize = 4_096;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -54,6 +65,7 @@ impl RouteTallies {
         RouteTallies {
             tables: RwLock::new(Tables::default()),
             keep_days: keep_days.max(2),
+            usual: Mutex::new(HashMap::new()),
         }
     }
 
@@ -144,21 +156,69 @@ impl RouteTallies {
         sum(&self.read().hours, tenant, route, from, to)
     }
 
+    /// The usual silences per explicit failure of `channel`'s routes over
+    /// days `[from, to]` (`route_silence.rs`).
+    pub fn usual_silence(
+        &self,
+        tenant: &Tenant,
+        channel: Channel,
+        from: u32,
+        to: u32,
+        min_samples: u64,
+    ) -> Option<f64> {
+        let key = (tenant.clone(), channel, from, to, min_samples);
+        if let Some(&known) = self.cache().get(&key) {
+            return known;
+        }
+        // The read guard is held until the value is cached: a change of
+        // the tables (which clears the cache under the write guard) cannot
+        // come in between and leave a stale value behind.
+        let tables = self.read();
+        let usual = {
+            let routes = tables.days.get(tenant).into_iter().flat_map(|routes| {
+                routes
+                    .iter()
+                    .filter(|(dims, _)| dims.channel == Some(channel))
+                    .map(|(_, buckets)| total(buckets, from, to))
+            });
+            usual_ratio(routes, min_samples)
+        };
+        let mut cache = self.cache();
+        if cache.len() >= USUAL_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, usual);
+        drop(tables);
+        usual
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<UsualKey, Option<f64>>> {
+        self.usual.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
         self.tables.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Tables> {
-        self.tables.write().unwrap_or_else(|e| e.into_inner())
+        let tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        self.cache().clear();
+        tables
     }
 }
 
 fn sum(tables: &ByRoute, tenant: &Tenant, route: &Dims, from: u32, to: u32) -> DayTally {
+    tables
+        .get(tenant)
+        .and_then(|r| r.get(route))
+        .map(|buckets| total(buckets, from, to))
+        .unwrap_or_default()
+}
+
+fn total(buckets: &Buckets, from: u32, to: u32) -> DayTally {
     let mut sum = DayTally::default();
-    if let Some(buckets) = tables.get(tenant).and_then(|r| r.get(route)) {
-        for (_, t) in buckets.range(from..=to) {
-            sum.add(*t);
-        }
+    for (_, t) in buckets.range(from..=to) {
+        sum.add(*t);
     }
     sum
 }

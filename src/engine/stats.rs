@@ -15,7 +15,7 @@ use std::{
 
 use crate::{
     domain::{
-        Millis, Status,
+        Channel, Millis, Status,
         route_outlook::DayTally,
         stats::{Dims, StatCell},
     },
@@ -197,6 +197,36 @@ impl StatsAggregator {
         to: u32,
         now: Millis,
     ) -> Result<DayTally, StoreError> {
+        self.load_days(store, tenant, now).await?;
+        Ok(self.tallies.days(tenant, route, from, to))
+    }
+
+    /// The usual silences per explicit failure of `channel`'s routes over
+    /// days `[from, to]` (`domain/route_silence.rs`), reading the tenant's
+    /// days from the store the first time.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn usual_silence<S: Store>(
+        &self,
+        store: &S,
+        tenant: &Tenant,
+        channel: Channel,
+        from: u32,
+        to: u32,
+        min_samples: u64,
+        now: Millis,
+    ) -> Result<Option<f64>, StoreError> {
+        self.load_days(store, tenant, now).await?;
+        Ok(self
+            .tallies
+            .usual_silence(tenant, channel, from, to, min_samples))
+    }
+
+    async fn load_days<S: Store>(
+        &self,
+        store: &S,
+        tenant: &Tenant,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         if !self.tallies.is_loaded(tenant) {
             // No flush in between: it would add deltas the load also reads.
             let _one_at_a_time = self.flushing.lock().await;
@@ -204,7 +234,7 @@ impl StatsAggregator {
                 self.tallies.load(store, tenant, now).await?;
             }
         }
-        Ok(self.tallies.days(tenant, route, from, to))
+        Ok(())
     }
 
     /// The sum of a route's hour tallies in `[from, to]` (hour numbers).

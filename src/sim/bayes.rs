@@ -85,8 +85,9 @@ impl BayesReference {
 
     /// The probability that a message on `channel` sent at `at` is
     /// delivered, given the channel's earlier outcomes `seen` (in the order
-    /// they were sent). Whether the contact sits behind a receipt-dropping
-    /// international route is not in the events, so for SMS both cases are
+    /// they were sent). Whether the contact sits behind the receipt-dropping
+    /// international route is read from the route's name in the events;
+    /// when routes are not named (`--without named-routes`), both cases are
     /// weighed by how well they explain the outcomes.
     pub fn predict(
         &self,
@@ -99,13 +100,22 @@ impl BayesReference {
         let Some((_, prior)) = self.priors.iter().find(|(ch, _)| *ch == channel) else {
             return 0.0;
         };
-        let domestic = Self::weigh(prior, c, channel, seen, at, s, 0.0);
-        let (total, delivered) = if channel == Channel::Sms && s.effects.lost_receipts {
+        let lossy = channel == Channel::Sms && s.effects.lost_receipts;
+        let (total, delivered) = if lossy && s.effects.named_routes {
+            // The events name the route: the contact is known to be abroad or not.
+            let lost = if c.international {
+                LOST_RECEIPT_SHARE
+            } else {
+                0.0
+            };
+            Self::weigh(prior, c, channel, seen, at, s, lost)
+        } else if lossy {
+            let domestic = Self::weigh(prior, c, channel, seen, at, s, 0.0);
             let abroad = Self::weigh(prior, c, channel, seen, at, s, LOST_RECEIPT_SHARE);
             let (d, a) = (1.0 - INTERNATIONAL_SHARE, INTERNATIONAL_SHARE);
             (d * domestic.0 + a * abroad.0, d * domestic.1 + a * abroad.1)
         } else {
-            domestic
+            Self::weigh(prior, c, channel, seen, at, s, 0.0)
         };
         if total > 0.0 { delivered / total } else { 0.0 }
     }

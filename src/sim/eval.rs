@@ -506,6 +506,7 @@ pub fn render(spec: &EvalSpec, f: &Figures) -> String {
         ("degradation", spec.effects.degradation),
         ("lost-receipts", spec.effects.lost_receipts),
         ("compliance", spec.effects.compliance),
+        ("named-routes", spec.effects.named_routes),
     ]
     .into_iter()
     .filter(|(_, on)| !on)

@@ -48,6 +48,10 @@ pub struct Effects {
     pub lost_receipts: bool,
     /// The campaign from an unregistered sender.
     pub compliance: bool,
+    /// The international route shows under its own name in the events (as
+    /// in a real sender's receipts, which name the destination network);
+    /// without it, its contacts' SMS carry their domestic carrier's name.
+    pub named_routes: bool,
 }
 
 impl Default for Effects {
@@ -57,13 +61,14 @@ impl Default for Effects {
             degradation: true,
             lost_receipts: true,
             compliance: true,
+            named_routes: true,
         }
     }
 }
 
 impl Effects {
     /// Switches off the named effects (`deaths`, `degradation`,
-    /// `lost-receipts`, `compliance`).
+    /// `lost-receipts`, `compliance`, `named-routes`).
     pub fn without(mut self, names: &[String]) -> Result<Self, String> {
         for name in names {
             match name.as_str() {
@@ -71,6 +76,7 @@ impl Effects {
                 "degradation" => self.degradation = false,
                 "lost-receipts" => self.lost_receipts = false,
                 "compliance" => self.compliance = false,
+                "named-routes" => self.named_routes = false,
                 other => return Err(format!("unknown effect {other:?}")),
             }
         }
@@ -168,13 +174,24 @@ impl SimContact {
     /// probability at `at` (1 outside episodes).
     pub fn route_factor(&self, channel: Channel, at: Millis, scenario: &Scenario) -> f64 {
         if channel == Channel::Sms
-            && self.carrier == DEGRADED_CARRIER
+            && self.route(channel, scenario) == DEGRADED_CARRIER
             && scenario.effects.degradation
             && degraded(at, scenario)
         {
             DEGRADED_FACTOR
         } else {
             1.0
+        }
+    }
+
+    /// The route `channel`'s messages take, as the events name it: the
+    /// international gateway for the SMS of a contact abroad (when routes
+    /// are named), the contact's carrier otherwise.
+    pub fn route(&self, channel: Channel, scenario: &Scenario) -> &'static str {
+        if channel == Channel::Sms && self.international && scenario.effects.named_routes {
+            INTERNATIONAL_ROUTE
+        } else {
+            self.carrier
         }
     }
 
@@ -223,9 +240,10 @@ pub const DEAD_P: f64 = 0.02;
 pub const DEAD_HARD_SHARE: f64 = 0.9;
 /// Share of the other failures reported as PENDING_RETRY (the rest: UNCONFIRMED).
 pub const SOFT_SHARE: f64 = 0.7;
-/// Share of contacts behind an international SMS route (which the sender
-/// does not see in the events: their carrier is one of the domestic ones).
+/// Share of contacts behind an international SMS route.
 pub const INTERNATIONAL_SHARE: f64 = 0.04;
+/// The international SMS route's name in the events (with `named_routes`).
+pub const INTERNATIONAL_ROUTE: &str = "intl-gateway";
 /// Share of receipts an international SMS route drops.
 pub const LOST_RECEIPT_SHARE: f64 = 0.6;
 const DEGRADED_CARRIER: &str = "carrier-b";
@@ -391,7 +409,7 @@ fn simulate(c: &mut SimContact, rng: &mut Rng, s: &Scenario) {
                 status,
                 id.clone(),
                 Some(at),
-                c.carrier,
+                c.route(channel, s),
                 campaign,
             );
             e.sender_id = if campaign == BLOCKED_CAMPAIGN {
@@ -409,7 +427,7 @@ fn simulate(c: &mut SimContact, rng: &mut Rng, s: &Scenario) {
                         Status::Opened,
                         id.clone(),
                         Some(at),
-                        c.carrier,
+                        c.route(channel, s),
                         campaign,
                     ));
                 }
@@ -494,6 +512,30 @@ mod tests {
             .count();
         assert!(dead > 100, "{dead}");
         assert!(Effects::default().without(&["weather".into()]).is_err());
+    }
+
+    #[test]
+    fn the_international_route_is_named_in_the_events_unless_switched_off() {
+        let s = Scenario::new(1000, 7, Millis(1_790_000_000_000));
+        let mut hidden = s.clone();
+        hidden.effects = Effects::default()
+            .without(&["named-routes".into()])
+            .unwrap();
+        let sms_routes = |s: &Scenario, international: bool| {
+            (0..1000)
+                .map(|i| contact(s, i))
+                .filter(|c| c.international == international)
+                .flat_map(|c| c.events)
+                .filter(|e| e.channel == Channel::Sms && !e.message_id.is_empty())
+                .map(|e| e.carrier)
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(
+            sms_routes(&s, true).into_iter().collect::<Vec<_>>(),
+            [INTERNATIONAL_ROUTE]
+        );
+        assert!(!sms_routes(&s, false).contains(INTERNATIONAL_ROUTE));
+        assert!(!sms_routes(&hidden, true).contains(INTERNATIONAL_ROUTE));
     }
 
     #[test]
