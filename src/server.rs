@@ -172,11 +172,17 @@ pub async fn serve_with(
     let _ = stopping_tx.send(true);
     set_health(&health, ServingStatus::NotServing).await;
     let _ = stop_tx.send(());
-    if tokio::time::timeout(config.shutdown_grace, &mut server)
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?config.shutdown_grace, "calls still running after the grace period, dropping them");
+    // A server whose store never opened has answered nothing worth draining;
+    // only health watchers would hold it, for the whole grace.
+    let grace = match open_error {
+        Some(_) => Duration::ZERO,
+        None => config.shutdown_grace,
+    };
+    if tokio::time::timeout(grace, &mut server).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "calls still running after the grace period, dropping them"
+        );
     }
     reloader.abort();
     let _ = webhooks_stop.send(());

@@ -84,6 +84,13 @@ async fn two_replicas_on_one_cluster_equal_a_single_node() {
     }
     let nodes = common::test_cluster().urls();
     let tweak = redis_config(nodes, format!("replicas{}", fastrand::u32(..)));
+    // This test is about agreement, not latency: on a busy CI machine (two
+    // cores, debug builds, twelve Redis nodes) a bulk batch can outlive the
+    // default one-second response timeout on a healthy cluster.
+    let tweak = move |c: &mut Config| {
+        tweak(c);
+        c.store.redis.response_timeout = Duration::from_secs(5);
+    };
     let replicas = [
         TestServer::start_with(tweak.clone()).await,
         TestServer::start_with(tweak).await,

@@ -14,7 +14,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use futures_util::future::try_join_all;
+use futures_util::{
+    future::try_join_all,
+    stream::{self, StreamExt, TryStreamExt},
+};
 use redis::{Value, streams::StreamRangeReply};
 
 use crate::{
@@ -26,6 +29,12 @@ use crate::{
         Catalog, Deadline, Granularity, StatDelta, StoreError, Tenant, redis_store::RedisStore,
     },
 };
+
+/// Bucket reads one call keeps in flight. The route horizon alone is some
+/// 3,000 keys (377 minutes of 8 shards): sent at once, they queue on one
+/// connection, and on a busy machine the last ones outlive the response
+/// timeout on a healthy cluster (a replica then failed its warm-up at start).
+const BUCKETS_IN_FLIGHT: usize = 64;
 
 /// KEYS: a stats hash. ARGV: TTL in ms (0: none), then field/increment pairs.
 pub(super) const ADD_COUNTERS: &str = r"
@@ -127,17 +136,25 @@ impl RedisStore {
             .flat_map(|bucket| (0..shards).map(move |shard| (bucket, shard)))
             .map(|(bucket, shard)| (bucket, key_of(bucket, shard)))
             .collect();
-        let replies = try_join_all(keys.iter().map(|(_, key)| {
-            let mut conn = self.read_conn();
-            async move {
-                redis::cmd("HGETALL")
-                    .arg(key)
-                    .query_async::<HashMap<String, i64>>(&mut conn)
-                    .await
-            }
-        }))
-        .await
-        .map_err(|e| self.failed(e))?;
+        // Collected first: futures do nothing until polled, and a closure
+        // inside the stream's type would not be `Send` for every lifetime.
+        let reads: Vec<_> = keys
+            .iter()
+            .map(|(_, key)| {
+                let mut conn = self.read_conn();
+                async move {
+                    redis::cmd("HGETALL")
+                        .arg(key)
+                        .query_async::<HashMap<String, i64>>(&mut conn)
+                        .await
+                }
+            })
+            .collect();
+        let replies: Vec<HashMap<String, i64>> = stream::iter(reads)
+            .buffered(BUCKETS_IN_FLIGHT)
+            .try_collect()
+            .await
+            .map_err(|e| self.failed(e))?;
         Ok(keys
             .into_iter()
             .zip(replies)

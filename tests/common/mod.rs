@@ -81,14 +81,17 @@ impl TestServer {
             admin: Some(admin_listener),
             webhooks,
         };
-        let task = tokio::spawn(reach::server::serve_with(
+        let mut task = tokio::spawn(reach::server::serve_with(
             config.clone(),
             listeners,
             async {
                 let _ = stopped.await;
             },
         ));
-        wait_serving(addr).await;
+        tokio::select! {
+            () = wait_serving(addr) => {}
+            ended = &mut task => panic!("the server stopped before SERVING: {ended:?}"),
+        }
         TestServer {
             addr,
             admin,
