@@ -174,3 +174,65 @@ async fn a_second_server_on_the_same_data_dir_fails_cleanly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A store that never opens (here a "Redis node" that accepts connections and
+/// never answers) stops the server with the error as soon as the store gives
+/// up: a health watcher, the one call such a server has, must not hold it
+/// for the drain grace.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_never_opens_stops_the_server_without_the_grace() {
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mute_addr = mute.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = mute.accept().await {
+            held.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = reach::config::Config {
+        data_dir: dir.path().join("data"),
+        shutdown_grace: std::time::Duration::from_secs(300),
+        ..Default::default()
+    };
+    config.store.backend = reach::storage::BackendKind::Redis;
+    config.store.redis.nodes = vec![format!("redis://{mute_addr}")];
+    config.store.redis.connect_timeout = std::time::Duration::from_secs(2);
+    config.store.redis.response_timeout = std::time::Duration::from_secs(2);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listeners = reach::server::Listeners {
+        grpc: listener,
+        admin: None,
+        webhooks: None,
+    };
+    let mut server = tokio::spawn(reach::server::serve_with(
+        config,
+        listeners,
+        std::future::pending(),
+    ));
+    let channel = GrpcChannel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut updates = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = updates.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::NotServing as i32);
+    assert!(
+        !server.is_finished(),
+        "the watch began before the store gave up"
+    );
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(120), &mut server)
+        .await
+        .expect("stopped long before the 300 s grace")
+        .unwrap();
+    let error = format!("{:#}", ended.expect_err("the store never opened"));
+    assert!(error.contains("connecting to the Redis Cluster"), "{error}");
+}
