@@ -591,6 +591,74 @@ async fn a_route_that_delivers_far_below_its_baseline_lowers_its_channels_for_ev
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_degradation_older_than_the_window_stays_out_of_the_baseline() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let now = now_ms();
+    let day = 24 * HOUR;
+    bulk(
+        &mut client,
+        vec![routed(
+            event(
+                "long-own",
+                "patient",
+                Channel::Sms,
+                Status::Delivered,
+                now - 20 * day,
+            ),
+            "long-own",
+            "slow-fade",
+            "promo",
+        )],
+    )
+    .await;
+    // Usual days 11 to 14 days ago (24 of 24 delivered), then nine days
+    // at half (2 to 10 days ago), and the last 24 hours at half too. Over
+    // the whole fourteen days the baseline would be 0.65 and the window
+    // only 0.15 below it: no outlook, while the route is down.
+    for k in 2..=14 {
+        let delivered = if k >= 11 { 24 } else { 12 };
+        bulk(
+            &mut client,
+            route_outcomes(
+                "slow-fade",
+                &format!("d{k}"),
+                now - k * day,
+                delivered,
+                24 - delivered,
+            ),
+        )
+        .await;
+    }
+    bulk(
+        &mut client,
+        route_outcomes("slow-fade", "today", now - 2 * HOUR, 12, 12),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let reason = loop {
+        let (_, reasons) = sms_reasons(&mut client, "patient", None).await;
+        if let Some(r) = reasons
+            .iter()
+            .find(|r| r.contains("route sms/slow-fade/US"))
+        {
+            break r.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no route outlook: {reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        reason.contains(
+            "delivered 0.50 over the last 24h (and the 9 days before) against 1.00 before: score x 0.50"
+        ),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_silence_on_a_route_that_loses_receipts_weighs_less_than_on_one_that_returns_them() {
     let server = TestServer::start().await;
     let mut client = server.client().await;

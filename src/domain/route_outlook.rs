@@ -9,6 +9,14 @@
 //! replay of last quarter: an hour is read only once it cannot hold anything
 //! later than the ask (hours before the ask's, plus the current hour for an
 //! ask about now).
+//!
+//! The baseline is the route's usual self: when its newest days already
+//! deliver clearly below the older ones (an episode that began before the
+//! recent window), those days are left out of it. Otherwise an episode of
+//! more than a few days would become its own baseline: halfway through a
+//! ten-day one the fourteen-day baseline is mostly degraded days, the drop
+//! against it looks small, and the outlook would fall silent while the
+//! route is still down.
 
 use crate::domain::{Status, route_health::RouteHealthConfig, stats::StatCell};
 
@@ -61,29 +69,38 @@ pub struct Outlook {
     pub baseline_rate: f64,
     /// The recent window's length.
     pub window_hours: u32,
+    /// Whole days before the recent window that were already below the
+    /// baseline (left out of it); 0 when the drop is within the window.
+    pub days_before: u32,
 }
 
 impl Outlook {
     /// Why a score is scaled; `route` is the route's name.
     pub fn reason(&self, route: &str) -> String {
+        let since = match self.days_before {
+            0 => String::new(),
+            1 => " (and the day before)".to_string(),
+            n => format!(" (and the {n} days before)"),
+        };
         format!(
-            "route {route} delivered {:.2} over the last {}h against {:.2} before: score x {:.2}",
+            "route {route} delivered {:.2} over the last {}h{since} against {:.2} before: score x {:.2}",
             self.recent_rate, self.window_hours, self.baseline_rate, self.factor
         )
     }
 }
 
-/// The outlook of a route from its `recent` and `baseline` tallies; `None`
-/// when it delivers as usual, or when either has too few outcomes to say.
-/// The thresholds are route health's (`min_samples`, `rate_drop`): a route
-/// is marked down on the same evidence that would degrade it.
-pub fn outlook(
-    recent: DayTally,
-    baseline: DayTally,
-    config: &RouteHealthConfig,
-) -> Option<Outlook> {
+/// The outlook of a route from its `recent` tallies and its baseline
+/// `days` (oldest first); `None` when it delivers as usual, or when either
+/// side has too few outcomes to say. The thresholds are route health's
+/// (`min_samples`, `rate_drop`): a route is marked down on the same
+/// evidence that would degrade it.
+pub fn outlook(recent: DayTally, days: &[DayTally], config: &RouteHealthConfig) -> Option<Outlook> {
+    if !config.outlook {
+        return None;
+    }
+    let (baseline, days_before) = usual_days(days, config);
     let enough = |t: DayTally| t.attempts as u64 >= config.min_samples;
-    if !config.outlook || !enough(recent) || !enough(baseline) {
+    if !enough(recent) || !enough(baseline) {
         return None;
     }
     let (recent_rate, baseline_rate) = (recent.rate()?, baseline.rate()?);
@@ -93,7 +110,44 @@ pub fn outlook(
         recent_rate,
         baseline_rate,
         window_hours: config.outlook_window_hours(),
+        days_before,
     })
+}
+
+/// The baseline days that describe the route's usual self, summed, and how
+/// many of the newest were left out: of the runs of newest days that,
+/// together, delivered clearly below the days before them (both sides with
+/// `min_samples` outcomes), the one with the largest drop, which is where
+/// the episode began (a longer run also drops clearly when it takes in a
+/// few usual days, but by less); all of them when there is none.
+fn usual_days(days: &[DayTally], config: &RouteHealthConfig) -> (DayTally, u32) {
+    let enough = |t: &DayTally| t.attempts as u64 >= config.min_samples;
+    let mut older: Vec<DayTally> = Vec::with_capacity(days.len() + 1);
+    older.push(DayTally::default());
+    for d in days {
+        let mut sum = *older.last().expect("starts with the empty sum");
+        sum.add(*d);
+        older.push(sum);
+    }
+    // older[i]: the first i days; newer: the days from i on.
+    let all = older[days.len()];
+    let mut newer = DayTally::default();
+    let mut found = None;
+    for i in (1..days.len()).rev() {
+        newer.add(days[i]);
+        let before = older[i];
+        if !enough(&before) {
+            break;
+        }
+        if enough(&newer)
+            && let (Some(n), Some(b)) = (newer.rate(), before.rate())
+            && n < b - config.rate_drop
+            && found.is_none_or(|(drop, _, _)| b - n > drop)
+        {
+            found = Some((b - n, before, (days.len() - i) as u32));
+        }
+    }
+    found.map_or((all, 0), |(_, before, run)| (before, run))
 }
 
 #[cfg(test)]
@@ -111,7 +165,7 @@ mod tests {
     #[test]
     fn a_clear_drop_scales_by_the_ratio_of_rates() {
         let config = RouteHealthConfig::default();
-        let o = outlook(tally(60, 100), tally(950, 1000), &config).expect("degraded");
+        let o = outlook(tally(60, 100), &[tally(950, 1000)], &config).expect("degraded");
         assert!((o.factor - 0.60 / 0.95).abs() < 1e-9, "{o:?}");
         let reason = o.reason("sms/carrier-b/US");
         assert!(reason.contains("0.60 over the last 24h"), "{reason}");
@@ -121,14 +175,56 @@ mod tests {
     fn small_drops_thin_evidence_and_a_disabled_outlook_change_nothing() {
         let config = RouteHealthConfig::default();
         // 0.80 against 0.95: under the 0.2 drop that marks a route down.
-        assert_eq!(outlook(tally(80, 100), tally(950, 1000), &config), None);
+        assert_eq!(outlook(tally(80, 100), &[tally(950, 1000)], &config), None);
         // Too few outcomes on either side.
-        assert_eq!(outlook(tally(1, 10), tally(950, 1000), &config), None);
-        assert_eq!(outlook(tally(10, 100), tally(9, 10), &config), None);
+        assert_eq!(outlook(tally(1, 10), &[tally(950, 1000)], &config), None);
+        assert_eq!(outlook(tally(10, 100), &[tally(9, 10)], &config), None);
         let off = RouteHealthConfig {
             outlook: false,
             ..RouteHealthConfig::default()
         };
-        assert_eq!(outlook(tally(10, 100), tally(950, 1000), &off), None);
+        assert_eq!(outlook(tally(10, 100), &[tally(950, 1000)], &off), None);
+    }
+
+    #[test]
+    fn an_episode_older_than_the_window_stays_out_of_the_baseline() {
+        let config = RouteHealthConfig::default();
+        // Five usual days at 0.83, then nine at 0.50, and the last 24h too:
+        // over all fourteen the baseline would be 0.62, a drop of 0.12 that
+        // says nothing.
+        let mut days = vec![tally(83, 100); 5];
+        days.extend(vec![tally(50, 100); 9]);
+        let o = outlook(tally(50, 100), &days, &config).expect("still degraded");
+        assert!((o.baseline_rate - 0.83).abs() < 1e-9, "{o:?}");
+        assert!((o.factor - 0.50 / 0.83).abs() < 1e-9, "{o:?}");
+        assert_eq!(o.days_before, 9);
+        assert!(
+            o.reason("sms/carrier-b/US")
+                .contains("(and the 9 days before)")
+        );
+        // Once the route is back, nothing to say.
+        assert_eq!(outlook(tally(83, 100), &days, &config), None);
+    }
+
+    #[test]
+    fn usual_noise_and_a_past_dip_stay_in_the_baseline() {
+        let config = RouteHealthConfig::default();
+        let noisy: Vec<DayTally> = (0..14)
+            .map(|d| tally(if d % 2 == 0 { 90 } else { 80 }, 100))
+            .collect();
+        let o = outlook(tally(50, 100), &noisy, &config).expect("degraded today");
+        assert_eq!(o.days_before, 0);
+        assert!((o.baseline_rate - 0.85).abs() < 1e-9, "{o:?}");
+        // A bad day a week ago, usual days since: the newest days are not
+        // below the older ones, so the whole window is the baseline.
+        let mut dip = vec![tally(90, 100); 14];
+        dip[6] = tally(20, 100);
+        let o = outlook(tally(40, 100), &dip, &config).expect("degraded today");
+        assert_eq!(o.days_before, 0);
+        assert!((o.baseline_rate - (90.0 * 13.0 + 20.0) / 1400.0).abs() < 1e-9);
+        // Days too thin to judge on their own are pooled, not dropped.
+        let thin = vec![tally(9, 10); 14];
+        let o = outlook(tally(40, 100), &thin, &config).expect("degraded today");
+        assert_eq!((o.days_before, o.baseline_rate), (0, 0.9));
     }
 }

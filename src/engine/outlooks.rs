@@ -105,7 +105,7 @@ impl<S: Store> Engine<S> {
                 .route_hours(tenant, &dims, w.recent_from, w.recent_to);
             let baseline = self
                 .stats
-                .route_days(
+                .route_each_day(
                     self.store.as_ref(),
                     tenant,
                     &dims,
@@ -114,7 +114,7 @@ impl<S: Store> Engine<S> {
                     Millis::now(),
                 )
                 .await?;
-            outlooks[channel.index()] = outlook(recent, baseline, config).map(|o| {
+            outlooks[channel.index()] = outlook(recent, &baseline, config).map(|o| {
                 let name = describe_parts(*channel, &route.carrier, &route.country);
                 (name, o)
             });

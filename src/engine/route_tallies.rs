@@ -151,6 +151,20 @@ impl RouteTallies {
         sum(&self.read().days, tenant, route, from, to)
     }
 
+    /// A route's days in `[from, to]`, one tally per day (empty for a day
+    /// without outcomes), oldest first.
+    pub fn each_day(&self, tenant: &Tenant, route: &Dims, from: u32, to: u32) -> Vec<DayTally> {
+        let mut each =
+            vec![DayTally::default(); (to.saturating_add(1).saturating_sub(from)) as usize];
+        let tables = self.read();
+        if let Some(buckets) = tables.days.get(tenant).and_then(|r| r.get(route)) {
+            for (&day, t) in buckets.range(from..=to) {
+                each[(day - from) as usize] = *t;
+            }
+        }
+        each
+    }
+
     /// The sum of a route's hours in `[from, to]`.
     pub fn hours(&self, tenant: &Tenant, route: &Dims, from: u32, to: u32) -> DayTally {
         sum(&self.read().hours, tenant, route, from, to)
@@ -294,6 +308,9 @@ mod tests {
         tallies.add(day_cells.into_iter(), now);
         let both = tallies.days(&tenant, &route, 98, 99);
         assert_eq!((both.delivered, both.attempts), (12, 20));
+        let each = tallies.each_day(&tenant, &route, 97, 100);
+        let counts: Vec<(i64, i64)> = each.iter().map(|t| (t.delivered, t.attempts)).collect();
+        assert_eq!(counts, [(0, 0), (3, 10), (9, 10), (0, 0)]);
         assert_eq!(tallies.days(&tenant, &route, 0, 97), DayTally::default());
 
         // Minute cells of a route count in their hour; a sender's do not.

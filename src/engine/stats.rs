@@ -201,6 +201,20 @@ impl StatsAggregator {
         Ok(self.tallies.days(tenant, route, from, to))
     }
 
+    /// A route's day tallies in `[from, to]`, one per day, oldest first.
+    pub async fn route_each_day<S: Store>(
+        &self,
+        store: &S,
+        tenant: &Tenant,
+        route: &Dims,
+        from: u32,
+        to: u32,
+        now: Millis,
+    ) -> Result<Vec<DayTally>, StoreError> {
+        self.load_days(store, tenant, now).await?;
+        Ok(self.tallies.each_day(tenant, route, from, to))
+    }
+
     /// The usual silences per explicit failure of `channel`'s routes over
     /// days `[from, to]` (`domain/route_silence.rs`), reading the tenant's
     /// days from the store the first time.
