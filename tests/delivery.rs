@@ -612,11 +612,12 @@ async fn a_degradation_older_than_the_window_stays_out_of_the_baseline() {
         )],
     )
     .await;
-    // Usual days 11 to 14 days ago (24 of 24 delivered), then nine days
-    // at half (2 to 10 days ago), and the last 24 hours at half too. Over
-    // the whole fourteen days the baseline would be 0.65 and the window
-    // only 0.15 below it: no outlook, while the route is down.
-    for k in 2..=14 {
+    // Usual days 11 to 15 days ago (24 of 24 delivered; the oldest is
+    // the baseline's first day), then nine days at half (2 to 10 days
+    // ago), and the last 24 hours at half too. Over the whole fourteen
+    // days the baseline would be 0.68 and the window only 0.18 below it:
+    // no outlook, while the route is down.
+    for k in 2..=15 {
         let delivered = if k >= 11 { 24 } else { 12 };
         bulk(
             &mut client,

@@ -50,6 +50,13 @@ impl DayTally {
         self.silent += other.silent;
     }
 
+    fn remove(&mut self, other: DayTally) {
+        self.delivered -= other.delivered;
+        self.attempts -= other.attempts;
+        self.explicit_failures -= other.explicit_failures;
+        self.silent -= other.silent;
+    }
+
     pub fn is_empty(&self) -> bool {
         *self == DayTally::default()
     }
@@ -119,36 +126,60 @@ pub fn outlook(recent: DayTally, days: &[DayTally], config: &RouteHealthConfig) 
 /// together, delivered clearly below the days before them (both sides with
 /// `min_samples` outcomes), the one with the largest drop, which is where
 /// the episode began (a longer run also drops clearly when it takes in a
-/// few usual days, but by less); all of them when there is none.
+/// few usual days, but by less); all of them when there is none, or when
+/// the route has no outcomes on the baseline's first day.
 fn usual_days(days: &[DayTally], config: &RouteHealthConfig) -> (DayTally, u32) {
     let enough = |t: &DayTally| t.attempts as u64 >= config.min_samples;
-    let mut older: Vec<DayTally> = Vec::with_capacity(days.len() + 1);
-    older.push(DayTally::default());
+    let mut all = DayTally::default();
     for d in days {
-        let mut sum = *older.last().expect("starts with the empty sum");
-        sum.add(*d);
-        older.push(sum);
+        all.add(*d);
     }
-    // older[i]: the first i days; newer: the days from i on.
-    let all = older[days.len()];
-    let mut newer = DayTally::default();
+    if days.first().is_none_or(DayTally::is_empty) {
+        // A route younger than the baseline has no usual self yet: its
+        // first days are not it (silences come in a receipt window after
+        // their deliveries, so a new route's first days look better than
+        // the route is).
+        return (all, 0);
+    }
+    // Moving the split from the newest day back: `newer` holds the days
+    // from `i` on, `before` the ones before.
+    let (mut newer, mut before) = (DayTally::default(), all);
     let mut found = None;
     for i in (1..days.len()).rev() {
         newer.add(days[i]);
-        let before = older[i];
+        before.remove(days[i]);
         if !enough(&before) {
             break;
         }
         if enough(&newer)
-            && let (Some(n), Some(b)) = (newer.rate(), before.rate())
-            && n < b - config.rate_drop
-            && found.is_none_or(|(drop, _, _)| b - n > drop)
+            && let Some(drop) = clear_drop(newer, before, config.rate_drop)
+            && found.is_none_or(|(largest, _, _)| drop > largest)
         {
-            found = Some((b - n, before, (days.len() - i) as u32));
+            found = Some((drop, before, (days.len() - i) as u32));
         }
     }
     found.map_or((all, 0), |(_, before, run)| (before, run))
 }
+
+/// How far `newer` delivered below `before`, when that is more than
+/// `rate_drop` by at least [`SURE`] standard errors. The days are searched
+/// for the split with the largest drop, and on a route of a few dozen
+/// outcomes a day chance alone makes some split look like one: the usual
+/// days would be left out, the baseline raised, and the outlook then cut
+/// the scores of a route delivering as it always does.
+fn clear_drop(newer: DayTally, before: DayTally, rate_drop: f64) -> Option<f64> {
+    let (n, b) = (newer.rate()?, before.rate()?);
+    let (an, ab) = (newer.attempts as f64, before.attempts as f64);
+    let pooled = (newer.delivered.min(newer.attempts) + before.delivered.min(before.attempts))
+        as f64
+        / (an + ab);
+    let se = (pooled * (1.0 - pooled) * (1.0 / an + 1.0 / ab)).sqrt();
+    (b - n - rate_drop > SURE * se).then_some(b - n)
+}
+
+/// Standard errors by which a drop must exceed `rate_drop` to leave days
+/// out of the baseline (about 1 in 40 by chance, for one split).
+const SURE: f64 = 2.0;
 
 #[cfg(test)]
 mod tests {
@@ -207,6 +238,22 @@ mod tests {
     }
 
     #[test]
+    fn a_drop_that_chance_explains_leaves_the_baseline_whole() {
+        let config = RouteHealthConfig::default();
+        // A route of 30 outcomes a day: 0.40 usually, and its newest day
+        // at 0.10, 0.30 below, but within chance for 30 outcomes.
+        let mut days = vec![tally(12, 30); 13];
+        days.push(tally(3, 30));
+        let (baseline, left_out) = usual_days(&days, &config);
+        assert_eq!((left_out, baseline.attempts), (0, 14 * 30));
+        // The same drop over 300 outcomes a day is no accident.
+        let mut days = vec![tally(120, 300); 13];
+        days.push(tally(30, 300));
+        let (baseline, left_out) = usual_days(&days, &config);
+        assert_eq!((left_out, baseline.attempts), (1, 13 * 300));
+    }
+
+    #[test]
     fn usual_noise_and_a_past_dip_stay_in_the_baseline() {
         let config = RouteHealthConfig::default();
         let noisy: Vec<DayTally> = (0..14)
@@ -222,6 +269,12 @@ mod tests {
         let o = outlook(tally(40, 100), &dip, &config).expect("degraded today");
         assert_eq!(o.days_before, 0);
         assert!((o.baseline_rate - (90.0 * 13.0 + 20.0) / 1400.0).abs() < 1e-9);
+        // A route younger than the baseline is judged on all its days.
+        let mut young = vec![DayTally::default(); 10];
+        young.extend(vec![tally(80, 100); 2]);
+        young.extend(vec![tally(40, 100); 2]);
+        let o = outlook(tally(30, 100), &young, &config).expect("below its days");
+        assert_eq!((o.days_before, o.baseline_rate), (0, 0.6));
         // Days too thin to judge on their own are pooled, not dropped.
         let thin = vec![tally(9, 10); 14];
         let o = outlook(tally(40, 100), &thin, &config).expect("degraded today");
