@@ -68,14 +68,9 @@ impl<S: Store> Engine<S> {
             let now = Millis::now();
             let store = self.store.as_ref();
             let (from, to) = (w.baseline_from, w.baseline_to);
-            let usual = self
-                .stats
-                .usual_silence(store, tenant, channel, from, to, config.min_samples, now)
-                .await?;
-            let tally = self
-                .stats
-                .route_days(store, tenant, &route_dims(channel, route), from, to, now)
-                .await?;
+            let tallies = self.stats.day_tallies(store, tenant, now).await?;
+            let usual = tallies.usual_silence(tenant, channel, from, to, config.min_samples);
+            let tally = tallies.days(tenant, &route_dims(channel, route), from, to);
             if let Some(s) = route_silence(tally, usual, config.min_samples) {
                 let name = describe_parts(channel, &route.carrier, &route.country);
                 silences.insert(channel, route, name, s);
@@ -105,15 +100,9 @@ impl<S: Store> Engine<S> {
                 .route_hours(tenant, &dims, w.recent_from, w.recent_to);
             let baseline = self
                 .stats
-                .route_each_day(
-                    self.store.as_ref(),
-                    tenant,
-                    &dims,
-                    w.baseline_from,
-                    w.baseline_to,
-                    Millis::now(),
-                )
-                .await?;
+                .day_tallies(self.store.as_ref(), tenant, Millis::now())
+                .await?
+                .each_day(tenant, &dims, w.baseline_from, w.baseline_to);
             outlooks[channel.index()] = outlook(recent, &baseline, config).map(|o| {
                 let name = describe_parts(*channel, &route.carrier, &route.country);
                 (name, o)

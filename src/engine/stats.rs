@@ -15,7 +15,7 @@ use std::{
 
 use crate::{
     domain::{
-        Channel, Millis, Status,
+        Millis, Status,
         route_outlook::DayTally,
         stats::{Dims, StatCell},
     },
@@ -186,61 +186,14 @@ impl StatsAggregator {
         self.tallies.reload(store, now).await
     }
 
-    /// The sum of a route's day tallies in `[from, to]` (day numbers),
-    /// reading the tenant's days from the store the first time.
-    pub async fn route_days<S: Store>(
-        &self,
-        store: &S,
-        tenant: &Tenant,
-        route: &Dims,
-        from: u32,
-        to: u32,
-        now: Millis,
-    ) -> Result<DayTally, StoreError> {
-        self.load_days(store, tenant, now).await?;
-        Ok(self.tallies.days(tenant, route, from, to))
-    }
-
-    /// A route's day tallies in `[from, to]`, one per day, oldest first.
-    pub async fn route_each_day<S: Store>(
-        &self,
-        store: &S,
-        tenant: &Tenant,
-        route: &Dims,
-        from: u32,
-        to: u32,
-        now: Millis,
-    ) -> Result<Vec<DayTally>, StoreError> {
-        self.load_days(store, tenant, now).await?;
-        Ok(self.tallies.each_day(tenant, route, from, to))
-    }
-
-    /// The usual silences per explicit failure of `channel`'s routes over
-    /// days `[from, to]` (`domain/route_silence.rs`), reading the tenant's
-    /// days from the store the first time.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn usual_silence<S: Store>(
-        &self,
-        store: &S,
-        tenant: &Tenant,
-        channel: Channel,
-        from: u32,
-        to: u32,
-        min_samples: u64,
-        now: Millis,
-    ) -> Result<Option<f64>, StoreError> {
-        self.load_days(store, tenant, now).await?;
-        Ok(self
-            .tallies
-            .usual_silence(tenant, channel, from, to, min_samples))
-    }
-
-    async fn load_days<S: Store>(
+    /// The day and hour tallies of every route, with `tenant`'s days read
+    /// from the store the first time they are asked for.
+    pub async fn day_tallies<S: Store>(
         &self,
         store: &S,
         tenant: &Tenant,
         now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<&RouteTallies, StoreError> {
         if !self.tallies.is_loaded(tenant) {
             // No flush in between: it would add deltas the load also reads.
             let _one_at_a_time = self.flushing.lock().await;
@@ -248,7 +201,7 @@ impl StatsAggregator {
                 self.tallies.load(store, tenant, now).await?;
             }
         }
-        Ok(())
+        Ok(&self.tallies)
     }
 
     /// The sum of a route's hour tallies in `[from, to]` (hour numbers).
