@@ -85,8 +85,18 @@ async fn a_fallback_chain_is_followed_in_order_past_ineligible_channels() {
     )
     .await;
 
-    // Email scores higher, but the chain says SMS first.
+    // Email scores higher (a soft failure among SMS's deliveries), but the
+    // chain says SMS first.
     history(&mut client, "hal", Channel::Sms, Status::Delivered, 3, now).await;
+    history(
+        &mut client,
+        "hal",
+        Channel::Sms,
+        Status::PendingRetry,
+        1,
+        now,
+    )
+    .await;
     history(
         &mut client,
         "hal",

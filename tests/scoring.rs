@@ -382,11 +382,11 @@ async fn silence_weighs_as_a_soft_failure_and_both_far_less_than_a_hard_bounce()
     let silent = score(&reachability(&mut client, "silent", Some(t)).await);
     let hard = score(&reachability(&mut client, "hard", Some(t)).await);
     assert!(silent == soft && soft > hard, "{soft} {silent} {hard}");
-    // The posterior: prior 0.86 x 2, the default weights 1 / 1 / 8 (a
+    // The posterior: prior 0.86 x 2, the default weights 1 / 1 / 16 (a
     // route without others to compare it with returns its receipts).
     assert!((soft - 1.72 / 3.0).abs() < 1e-12);
     assert!((silent - 1.72 / 3.0).abs() < 1e-12);
-    assert!((hard - 1.72 / 10.0).abs() < 1e-12);
+    assert!((hard - 1.72 / 18.0).abs() < 1e-12);
 }
 
 #[tokio::test(flavor = "multi_thread")]
