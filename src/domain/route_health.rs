@@ -36,7 +36,7 @@ pub struct RouteHealthConfig {
     #[serde(with = "humantime_serde")]
     pub evaluate_every: Duration,
     /// Scale a channel's score down while its contact's route delivers
-    /// clearly below its own baseline over the last day (see
+    /// clearly below its own baseline over the last hours (see
     /// `route_outlook.rs`), for every ask, not only urgent ones.
     pub outlook: bool,
     /// Weigh a silence on a route that loses receipts (far more silences
@@ -44,7 +44,10 @@ pub struct RouteHealthConfig {
     /// outlook's baseline days) as the share of a failure that the route's
     /// failures explain (see `route_silence.rs`).
     pub silence_by_route: bool,
-    /// The recent window of the outlook, in whole hours.
+    /// The recent window of the outlook, in whole hours. Six: long enough
+    /// for a route's outcomes to say something, short enough that a score
+    /// follows a carrier's outage (and its end) within hours rather than
+    /// a day (docs/evaluation.md, "The route outlook").
     #[serde(with = "humantime_serde")]
     pub outlook_window: Duration,
     /// The whole days before the window's first day whose delivery rate is
@@ -97,7 +100,7 @@ impl Default for RouteHealthConfig {
             evaluate_every: Duration::from_secs(10),
             outlook: true,
             silence_by_route: true,
-            outlook_window: Duration::from_secs(24 * 3600),
+            outlook_window: Duration::from_secs(6 * 3600),
             outlook_baseline: 14 * DAY,
             outlook_history: 16 * DAY,
         }

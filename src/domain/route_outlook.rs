@@ -1,5 +1,5 @@
 //! The route outlook: whether a contact's route delivers clearly worse over
-//! the last day than over the days before, and by how much, so that the
+//! the last hours than over the days before, and by how much, so that the
 //! channel's score can say so for every ask, not only urgent ones.
 //!
 //! Route health (minute windows, `route_health.rs`) raises the alarm within
@@ -199,7 +199,7 @@ mod tests {
         let o = outlook(tally(60, 100), &[tally(950, 1000)], &config).expect("degraded");
         assert!((o.factor - 0.60 / 0.95).abs() < 1e-9, "{o:?}");
         let reason = o.reason("sms/carrier-b/US");
-        assert!(reason.contains("0.60 over the last 24h"), "{reason}");
+        assert!(reason.contains("0.60 over the last 6h"), "{reason}");
     }
 
     #[test]
@@ -220,7 +220,7 @@ mod tests {
     #[test]
     fn an_episode_older_than_the_window_stays_out_of_the_baseline() {
         let config = RouteHealthConfig::default();
-        // Five usual days at 0.83, then nine at 0.50, and the last 24h too:
+        // Five usual days at 0.83, then nine at 0.50, and the last hours too:
         // over all fourteen the baseline would be 0.62, a drop of 0.12 that
         // says nothing.
         let mut days = vec![tally(83, 100); 5];
