@@ -110,7 +110,6 @@ impl<S: Store> Engine<S> {
             let _turn = self.locks.lock(&group.key).await;
             self.apply(vec![group], Millis::now()).await?
         };
-        count_recorded(std::iter::once((&event.0, duplicate[0][0])));
         // Also for a duplicate: its first copy may still be waiting for its
         // flush, and "already recorded" must not be said before it is durable.
         self.store.sync().await?;
@@ -160,15 +159,35 @@ impl<S: Store> Engine<S> {
                 duplicates[i] = flag;
             }
         }
-        count_recorded(events.iter().map(|e| &e.0).zip(duplicates.iter().copied()));
         Ok(duplicates)
     }
 
     /// Applies every group's events not recorded before; returns, per group
     /// and event, whether it was a duplicate. Not yet durable.
+    ///
+    /// What reached the store is realized (statistics, actions) even when the
+    /// call then fails: an earlier compare-and-swap round, or ops written
+    /// beside a failing one. The client's retry finds those events
+    /// duplicates, so nothing else would ever produce their consequences.
     async fn apply(&self, groups: Vec<Group<'_>>, now: Millis) -> Result<Vec<Vec<bool>>> {
-        let mut done: Vec<Option<Vec<bool>>> = vec![None; groups.len()];
         let mut committed = Vec::new();
+        let outcome = self.commit_groups(&groups, now, &mut committed).await;
+        let realized = self.realize(committed).await;
+        match (outcome, realized) {
+            (Ok(done), Ok(())) => Ok(done),
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        }
+    }
+
+    /// The compare-and-swap rounds of [`Engine::apply`]: the consequences of
+    /// every group written go to `committed` as soon as it is written.
+    async fn commit_groups(
+        &self,
+        groups: &[Group<'_>],
+        now: Millis,
+        committed: &mut Vec<Consequences>,
+    ) -> Result<Vec<Vec<bool>>> {
+        let mut done: Vec<Option<Vec<bool>>> = vec![None; groups.len()];
         let mut todo: Vec<usize> = (0..groups.len()).collect();
         for attempt in 0..CAS_ATTEMPTS {
             let requests: Vec<LoadRequest> = todo
@@ -192,7 +211,10 @@ impl<S: Store> Engine<S> {
                         ops.push(op);
                         pending.push((i, prepared.duplicate, prepared.consequences));
                     }
-                    None => done[i] = Some(prepared.duplicate),
+                    None => {
+                        count_recorded(&groups[i], &prepared.duplicate);
+                        done[i] = Some(prepared.duplicate);
+                    }
                 }
             }
             let commits = if ops.is_empty() {
@@ -201,22 +223,37 @@ impl<S: Store> Engine<S> {
                 self.store.commit_many(ops, now).await?
             };
             todo.clear();
+            let mut failure = None;
             for ((i, duplicate, consequences), commit) in pending.into_iter().zip(commits) {
-                match commit {
-                    Commit::Applied(_) => {
-                        done[i] = Some(duplicate);
-                        committed.push(consequences);
+                let written = match commit {
+                    Commit::Applied(_) => true,
+                    Commit::Conflict => {
+                        todo.push(i);
+                        false
                     }
-                    Commit::Conflict => todo.push(i),
+                    Commit::Unconfirmed(_, e) => {
+                        failure.get_or_insert(e);
+                        true
+                    }
+                    Commit::Failed(e) => {
+                        failure.get_or_insert(e);
+                        false
+                    }
+                };
+                if written {
+                    count_recorded(&groups[i], &duplicate);
+                    done[i] = Some(duplicate);
+                    committed.push(consequences);
                 }
             }
+            if let Some(e) = failure {
+                return Err(e.into());
+            }
             if todo.is_empty() {
-                self.realize(committed).await?;
                 return Ok(done.into_iter().map(Option::unwrap_or_default).collect());
             }
             tokio::time::sleep(backoff(attempt)).await;
         }
-        self.realize(committed).await?;
         Err(Error::Contention(groups[todo[0]].key.contact_id.clone()))
     }
 
@@ -279,9 +316,11 @@ struct Prepared {
     consequences: Consequences,
 }
 
-/// Events recorded by channel and status, and duplicates (dedupe hits).
-fn count_recorded<'a>(events: impl Iterator<Item = (&'a ChannelEvent, bool)>) {
-    for (event, duplicate) in events {
+/// A group's events recorded by channel and status, and its duplicates
+/// (dedupe hits), counted when the group is done.
+fn count_recorded(group: &Group, duplicates: &[bool]) {
+    for (event, &duplicate) in group.events.iter().zip(duplicates) {
+        let event = &event.0;
         if duplicate {
             metrics::counter!("reach_events_duplicate_total").increment(1);
         } else {

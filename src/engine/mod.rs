@@ -192,8 +192,10 @@ impl<S: Store> Engine<S> {
                 value: codec::encode_profile(&profile),
                 markers: Vec::new(),
             };
-            if let [Commit::Applied(_)] = self.store.commit_many(vec![op], now).await?[..] {
-                return Ok(Some((profile, result)));
+            match self.store.commit_many(vec![op], now).await?.remove(0) {
+                Commit::Applied(_) => return Ok(Some((profile, result))),
+                Commit::Conflict => {}
+                Commit::Unconfirmed(_, e) | Commit::Failed(e) => return Err(e.into()),
             }
         }
         Err(Error::Contention(key.contact_id.clone()))

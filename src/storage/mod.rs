@@ -64,17 +64,26 @@ pub struct Snapshot {
     pub seen: Vec<bool>,
 }
 
-/// Outcome of a compare-and-swap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Outcome of one compare-and-swap of a `commit_many`. Outcomes are per op
+/// because a store that is not all-or-nothing across contacts (Redis) can
+/// fail some ops of a call after others were written, and what was written
+/// must still be treated as recorded: a retry finds its markers.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Commit {
     Applied(Version),
     /// The record changed or a marker appeared since it was read: nothing was
     /// written; read again and retry.
     Conflict,
+    /// Written, but not confirmed as durable as configured (Redis: fewer
+    /// replicas than `wait_replicas` acknowledged in time). The write stands,
+    /// so it counts as applied, and the call still fails with this error.
+    Unconfirmed(Version, StoreError),
+    /// This op failed; nothing of it is known to be written.
+    Failed(StoreError),
 }
 
 /// Errors of the storage layer.
-#[derive(Clone, Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The engine cannot serve the request now (I/O error, disk full, node
     /// down); retrying later may succeed.
@@ -173,6 +182,8 @@ pub trait Store: Send + Sync + 'static {
     /// For each op, atomically: if the record is still at `expected` and none
     /// of its markers exists, writes the value and puts every marker;
     /// otherwise writes nothing for that op and returns [`Commit::Conflict`].
+    /// An error of the whole call means no op was written; an op that failed
+    /// beside others that were written is reported per op.
     fn commit_many(
         &self,
         ops: Vec<CommitOp>,

@@ -12,7 +12,7 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use redis::{
     ErrorKind, RedisError, Script, ServerErrorKind, Value,
     cluster_async::ClusterConnection,
@@ -314,14 +314,26 @@ impl RedisStore {
         let keys: Vec<ContactKey> = ops.iter().map(|op| op.key.clone()).collect();
         // One connection for the writes and their WAIT.
         let conn = self.conn();
-        let commits =
-            try_join_all(ops.into_iter().map(|op| self.commit_one(op, conn.clone()))).await?;
+        // Contacts live on different shards: one op can fail while others
+        // are written, and those must be reported as written.
+        let mut commits: Vec<Commit> =
+            join_all(ops.into_iter().map(|op| self.commit_one(op, conn.clone())))
+                .await
+                .into_iter()
+                .map(|result| result.unwrap_or_else(Commit::Failed))
+                .collect();
         let applied = keys
             .iter()
             .zip(&commits)
             .filter(|(_, c)| matches!(c, Commit::Applied(_)))
             .map(|(key, _)| key);
-        self.wait_for_replicas(&conn, applied).await?;
+        if let Err(e) = self.wait_for_replicas(&conn, applied).await {
+            for commit in &mut commits {
+                if let Commit::Applied(version) = *commit {
+                    *commit = Commit::Unconfirmed(version, e.clone());
+                }
+            }
+        }
         Ok(commits)
     }
 
