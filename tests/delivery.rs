@@ -991,24 +991,39 @@ async fn a_watcher_resumes_without_gaps_or_repeats_also_across_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_unmapped_provider_code_is_an_action() {
+async fn an_unmapped_provider_code_is_one_action_also_when_redelivered() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let request = proto::ProviderEventRequest {
+    let unmapped = |event_id: &str, code: &str| proto::ProviderEventRequest {
         provider: "twilio".into(),
         native: Some(proto::NativeFields {
             status: "undelivered".into(),
-            error_code: "39998".into(),
+            error_code: code.into(),
             ..Default::default()
         }),
         contact_id: "c-unmapped".into(),
-        event_id: "u1".into(),
+        event_id: event_id.into(),
         ..Default::default()
     };
-    client.record_provider_event(request).await.unwrap();
-    let actions = watch(&mut client, 0, &[ActionKind::UnmappedProviderCode], 1).await;
+    // The provider redelivers u1 (as webhooks are, on a timeout), then sends u2.
+    for request in [
+        unmapped("u1", "39998"),
+        unmapped("u1", "39998"),
+        unmapped("u2", "39997"),
+    ] {
+        let reply = client.record_provider_event(request).await.unwrap();
+        assert!(reply.into_inner().results[0].dead_lettered);
+    }
+    let actions = watch(&mut client, 0, &[ActionKind::UnmappedProviderCode], 2).await;
+    let seen: Vec<(&str, &str)> = actions
+        .iter()
+        .map(|a| (a.provider.as_str(), a.code.as_str()))
+        .collect();
     assert_eq!(
-        (actions[0].provider.as_str(), actions[0].code.as_str()),
-        ("twilio", "undelivered/39998")
+        seen,
+        [
+            ("twilio", "undelivered/39998"),
+            ("twilio", "undelivered/39997")
+        ]
     );
 }

@@ -9,7 +9,10 @@ mod common;
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use common::{Client, connect, event, now_ms, request, ts, watch};
@@ -48,10 +51,12 @@ enum Fault {
     FailNextCall,
 }
 
-/// sled, with `commit_many` failing once as its [`Fault`] says.
+/// sled, with `commit_many` failing once as its [`Fault`] says, and
+/// `append_actions` failing once when `fail_actions` is set.
 struct FlakyStore {
     inner: SledStore,
     fault: Mutex<Fault>,
+    fail_actions: AtomicBool,
 }
 
 impl FlakyStore {
@@ -107,7 +112,7 @@ impl Store for FlakyStore {
     async fn quarantine(&self, key: &ContactKey, reason: &str) -> Result<(), StoreError> {
         self.inner.quarantine(key, reason).await
     }
-    async fn put_dead_letter(&self, t: &Tenant, id: &str, v: &[u8]) -> Result<(), StoreError> {
+    async fn put_dead_letter(&self, t: &Tenant, id: &str, v: &[u8]) -> Result<bool, StoreError> {
         self.inner.put_dead_letter(t, id, v).await
     }
     async fn list_dead_letters(
@@ -180,6 +185,9 @@ impl Store for FlakyStore {
         t: &Tenant,
         actions: &[(Millis, Vec<u8>)],
     ) -> Result<Vec<u64>, StoreError> {
+        if self.fail_actions.swap(false, Ordering::SeqCst) {
+            return Err(Self::injected());
+        }
         self.inner.append_actions(t, actions).await
     }
     async fn actions_after(
@@ -223,6 +231,7 @@ impl FlakyServer {
         let store = Arc::new(FlakyStore {
             inner: SledStore::open(&config.data_dir, &config.store).unwrap(),
             fault: Mutex::new(Fault::None),
+            fail_actions: AtomicBool::new(false),
         });
         let providers = Arc::new(Providers::load(config.providers.clone()).unwrap());
         let settings = config.engine_settings(config.address_key().unwrap());
@@ -356,4 +365,52 @@ async fn a_store_error_in_a_later_round_keeps_what_an_earlier_round_wrote() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_op_failing_beside_a_written_one_keeps_the_written_one() {
     written_part_is_recorded(Fault::BesideAWrite).await;
+}
+
+/// A dead letter whose action could not be written is taken back, so that
+/// the provider's retry stores and announces it: one letter, one action.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_letter_whose_action_failed_is_announced_on_the_retry() {
+    let server = FlakyServer::start().await;
+    let mut client = connect(server.addr).await;
+    let unmapped = proto::ProviderEventRequest {
+        provider: "twilio".into(),
+        native: Some(proto::NativeFields {
+            status: "undelivered".into(),
+            error_code: "39998".into(),
+            ..Default::default()
+        }),
+        contact_id: "c-unmapped".into(),
+        event_id: "u1".into(),
+        ..Default::default()
+    };
+    server.store.fail_actions.store(true, Ordering::SeqCst);
+    let failed = client
+        .record_provider_event(unmapped.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code(), tonic::Code::Unavailable, "{failed:?}");
+    let letters = |client: &mut Client| {
+        let mut client = client.clone();
+        async move {
+            client
+                .list_dead_letters(proto::ListDeadLettersRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .dead_letters
+                .len()
+        }
+    };
+    assert_eq!(
+        letters(&mut client).await,
+        0,
+        "the letter was not taken back"
+    );
+
+    let reply = client.record_provider_event(unmapped).await.unwrap();
+    assert!(reply.into_inner().results[0].dead_lettered);
+    assert_eq!(letters(&mut client).await, 1);
+    let actions = watch(&mut client, 0, &[ActionKind::UnmappedProviderCode], 1).await;
+    assert_eq!(actions[0].code, "undelivered/39998");
 }

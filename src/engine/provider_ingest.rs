@@ -76,17 +76,36 @@ impl<S: Store> Engine<S> {
                 }
                 Outcome::Unmapped { reason, code } => {
                     let letter = DeadLetter::new(tenant, &request, &t, reason, code, now);
-                    self.store
-                        .put_dead_letter(tenant, &letter.id, &letter.encode())
-                        .await?;
-                    count_dead_letter(&letter);
-                    self.publish(tenant, unmapped_action(&letter, now)).await?;
+                    self.dead_letter(tenant, &letter, now).await?;
                     outcomes.push(outcome(t, false, true));
                 }
             }
         }
         self.store.sync().await?;
         Ok(outcomes)
+    }
+
+    /// Stores a dead letter; a new one (not a redelivery's) is counted and
+    /// announced by one action. Should the action fail, the letter is taken
+    /// back so that the client's retry makes and announces it again, rather
+    /// than finding it and staying silent.
+    async fn dead_letter(&self, tenant: &Tenant, letter: &DeadLetter, now: Millis) -> Result<()> {
+        metrics::counter!("reach_provider_events_total", "provider" => letter.provider.clone(), "outcome" => "dead_lettered").increment(1);
+        let new = self
+            .store
+            .put_dead_letter(tenant, &letter.id, &letter.encode())
+            .await?;
+        if !new {
+            return Ok(());
+        }
+        if let Err(e) = self.publish(tenant, unmapped_action(letter, now)).await {
+            if let Err(undo) = self.store.delete_dead_letter(tenant, &letter.id).await {
+                tracing::error!(error = %undo, id = %letter.id, "could not take back a dead letter whose action failed");
+            }
+            return Err(e);
+        }
+        count_dead_letter(letter);
+        Ok(())
     }
 
     /// Dead letters of `tenant` (of `provider` if not empty) after `after`.
@@ -206,10 +225,10 @@ fn unmapped_action(letter: &DeadLetter, now: Millis) -> Action {
     action
 }
 
+/// A new dead letter, by provider and code.
 fn count_dead_letter(letter: &DeadLetter) {
     // The code label is cut short so that a provider sending garbage cannot
     // blow up the metric's cardinality.
     let code: String = letter.code.chars().take(48).collect();
-    metrics::counter!("reach_provider_events_total", "provider" => letter.provider.clone(), "outcome" => "dead_lettered").increment(1);
     metrics::counter!("reach_dead_letters_total", "provider" => letter.provider.clone(), "code" => code).increment(1);
 }

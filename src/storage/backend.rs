@@ -112,7 +112,7 @@ impl Store for Backend {
         tenant: &Tenant,
         id: &str,
         value: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         forward!(self,
             s => s.put_dead_letter(tenant, id, value),
             r => r.put_dead_letter_impl(tenant, id, value))

@@ -204,13 +204,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Stores a dead letter under `id` (overwriting one with the same id, so
-    /// a redelivered request is kept once). Durable after the next `sync`.
+    /// a redelivered request is kept once). Returns whether the id was new.
+    /// Durable after the next `sync`.
     fn put_dead_letter(
         &self,
         tenant: &Tenant,
         id: &str,
         value: &[u8],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Up to `limit` dead letters of `tenant` with ids after `after`, in id order.
     fn list_dead_letters(

@@ -52,11 +52,11 @@ end
 return ids
 ";
 
-/// KEYS: dead-letter hash, index. ARGV: id, value.
+/// KEYS: dead-letter hash, index. ARGV: id, value. Returns 1 if the id was new.
 pub(super) const PUT_DEAD_LETTER: &str = r"
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
-return 1
+return added
 ";
 
 /// KEYS: dead-letter hash, index. ARGV: id. Returns whether it existed.
@@ -433,7 +433,7 @@ impl RedisStore {
         tenant: &Tenant,
         id: &str,
         value: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let (hash, index) = self.keys.dead_letters(tenant);
         self.scripts
             .put_dead_letter
@@ -443,7 +443,7 @@ impl RedisStore {
             .arg(value)
             .invoke_async::<i64>(&mut self.conn())
             .await
-            .map(drop)
+            .map(|added| added == 1)
             .map_err(|e| self.failed(e))
     }
 

@@ -637,12 +637,12 @@ impl Store for SledStore {
         tenant: &Tenant,
         id: &str,
         value: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
         s.tree
             .insert(tenant_key(DEAD_LETTER_PREFIX, tenant, id), value)
-            .map(drop)
+            .map(|before| before.is_none())
             .map_err(to_store_error)
     }
 
