@@ -204,19 +204,7 @@ async fn silence_becomes_unconfirmed_and_a_late_receipt_corrects_it() {
     assert_eq!(counts(&pb, Channel::Sms).unconfirmed, 0);
     assert_eq!(pb.messages[0].latency_ms, Some(80 * HOUR));
     // The statistics agree: one delivered, no unconfirmed left.
-    let day = |at: i64| Some(ts(at));
-    let rows = client
-        .query_delivery_stats(proto::QueryDeliveryStatsRequest {
-            from: day(t0),
-            to: day(now_ms()),
-            group_by: vec![],
-            filters: vec![],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .rows;
-    let total = rows[0].counts.unwrap();
+    let total = stats_totals(&mut client, t0).await;
     assert_eq!((total.delivered, total.unconfirmed, total.sent), (2, 0, 2));
 }
 

@@ -342,15 +342,6 @@ fn unknown_code_request() -> proto::ProviderEventRequest {
     body_request("twilio", FORM, "twilio/undelivered-unknown-code.form")
 }
 
-async fn dead_letters(client: &mut Client) -> Vec<proto::DeadLetter> {
-    client
-        .list_dead_letters(proto::ListDeadLettersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .dead_letters
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_code_is_dead_lettered_counted_and_replayed_once_the_table_is_fixed() {
     let tables = tempfile::tempdir().unwrap();

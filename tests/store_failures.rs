@@ -15,7 +15,7 @@ use std::{
     },
 };
 
-use common::{Client, connect, event, now_ms, request, ts, watch};
+use common::{Client, connect, dead_letters, event, now_ms, request, stats_totals, watch};
 use reach::{
     config::Config,
     domain::{
@@ -294,20 +294,7 @@ async fn send(
 }
 
 async fn hard_bounces_counted(client: &mut Client) -> i64 {
-    let rows = client
-        .query_delivery_stats(proto::QueryDeliveryStatsRequest {
-            from: Some(ts(now_ms() - 2 * HOUR)),
-            to: Some(ts(now_ms())),
-            group_by: vec![],
-            filters: vec![],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .rows;
-    rows.first()
-        .and_then(|r| r.counts)
-        .map_or(0, |c| c.bounced_hard)
+    stats_totals(client, now_ms() - 2 * HOUR).await.bounced_hard
 }
 
 /// Actions per contact: (fallback suggestions, suppressions).
@@ -390,27 +377,14 @@ async fn a_dead_letter_whose_action_failed_is_announced_on_the_retry() {
         .await
         .unwrap_err();
     assert_eq!(failed.code(), tonic::Code::Unavailable, "{failed:?}");
-    let letters = |client: &mut Client| {
-        let mut client = client.clone();
-        async move {
-            client
-                .list_dead_letters(proto::ListDeadLettersRequest::default())
-                .await
-                .unwrap()
-                .into_inner()
-                .dead_letters
-                .len()
-        }
-    };
-    assert_eq!(
-        letters(&mut client).await,
-        0,
+    assert!(
+        dead_letters(&mut client).await.is_empty(),
         "the letter was not taken back"
     );
 
     let reply = client.record_provider_event(unmapped).await.unwrap();
     assert!(reply.into_inner().results[0].dead_lettered);
-    assert_eq!(letters(&mut client).await, 1);
+    assert_eq!(dead_letters(&mut client).await.len(), 1);
     let actions = watch(&mut client, 0, &[ActionKind::UnmappedProviderCode], 1).await;
     assert_eq!(actions[0].code, "undelivered/39998");
 }

@@ -483,6 +483,33 @@ pub fn counts(
         .unwrap_or_default()
 }
 
+/// The delivery statistics' totals (no grouping) from `from_ms` to now;
+/// all zero when nothing was recorded.
+pub async fn stats_totals(client: &mut Client, from_ms: i64) -> proto::ClassCounts {
+    let rows = client
+        .query_delivery_stats(proto::QueryDeliveryStatsRequest {
+            from: Some(ts(from_ms)),
+            to: Some(ts(now_ms())),
+            group_by: vec![],
+            filters: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rows;
+    rows.first().and_then(|r| r.counts).unwrap_or_default()
+}
+
+/// Every dead letter of the default tenant (one page).
+pub async fn dead_letters(client: &mut Client) -> Vec<proto::DeadLetter> {
+    client
+        .list_dead_letters(proto::ListDeadLettersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letters
+}
+
 /// Reads `n` actions from a watch (after `after`), within a few seconds.
 pub async fn watch(
     client: &mut Client,
