@@ -318,8 +318,15 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
-    // One machine-readable line on stdout, for scripts and tests that ask for port 0.
-    println!("reach listening on {addr}");
+    // Machine-readable lines on stdout, for scripts and tests that ask for
+    // port 0: the gRPC address first, then the admin port's if there is one.
+    // One write, so that a reader that stops after the first line cannot
+    // make the second fail on a closed pipe.
+    let mut announce = format!("reach listening on {addr}\n");
+    if let Some(admin) = &admin {
+        announce.push_str(&format!("reach admin on {}\n", admin.local_addr()?));
+    }
+    print!("{announce}");
     let webhooks = match config.webhooks.listen.as_str() {
         "" => None,
         addr => {

@@ -93,13 +93,8 @@ async fn requests_events_duplicates_and_flushes_are_counted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_publishes_its_allocator_figures() {
     let dir = tempfile::tempdir().unwrap();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let admin_env = admin.to_string();
-    let server =
-        ProcessServer::start_with_env(dir.path(), &[("REACH_ADMIN_LISTEN", &admin_env)]).await;
+    let server = ProcessServer::start(dir.path()).await;
+    let admin = server.admin;
     let mut client = server.client().await;
     let now = now_ms();
     for i in 0..50 {

@@ -45,7 +45,7 @@ impl ServerProcess {
             args.push("--config");
             args.push(config.to_str().context("config path is not UTF-8")?);
         }
-        Self::spawn(&args, env, Some(free_local_port()?)).await
+        Self::spawn(&args, env, true).await
     }
 
     /// The echo baseline server.
@@ -53,18 +53,15 @@ impl ServerProcess {
         Self::spawn(
             &["bench", "echo-server", "--listen", "127.0.0.1:0"],
             &[],
-            None,
+            false,
         )
         .await
     }
 
-    /// Spawns the server; a reach server (one with an `admin` port) is
-    /// waited for until its health service says SERVING.
-    async fn spawn(
-        args: &[&str],
-        env: &[(&str, &str)],
-        admin: Option<SocketAddr>,
-    ) -> anyhow::Result<Self> {
+    /// Spawns the server; a reach server (`reach`: one with an admin port,
+    /// which it announces on its second line) is waited for until its
+    /// health service says SERVING.
+    async fn spawn(args: &[&str], env: &[(&str, &str)], reach: bool) -> anyhow::Result<Self> {
         let started = Instant::now();
         // A profiler to run the server under (e.g. `heaptrack -o
         // /tmp/soak`): its words go before the server's command line. The
@@ -80,32 +77,33 @@ impl ServerProcess {
             .env_remove("REACH_BENCH_SERVER_WRAPPER")
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
-            .env(
-                "REACH_ADMIN_LISTEN",
-                admin.map_or("127.0.0.1:0".into(), |a| a.to_string()),
-            )
+            // An ephemeral admin port, announced by the server: a port
+            // picked free here could be taken before the server binds it.
+            .env("REACH_ADMIN_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .context("spawning the server")?;
         children::adopt(child.id());
         let stdout = child.stdout.take().context("child stdout")?;
-        // The server's first line names its address; a wrapper may print
-        // its own lines before it.
-        let first = tokio::task::spawn_blocking(move || {
+        // The server's first line names its address, a reach server's
+        // second its admin port's; a wrapper may print its own lines before.
+        let (line, admin_line, skipped) = tokio::task::spawn_blocking(move || {
             let mut lines = BufReader::new(stdout).lines();
             let mut skipped = Vec::new();
-            for line in lines.by_ref() {
-                let line = line?;
+            while let Some(line) = lines.next().transpose()? {
                 if line.starts_with("reach listening on ") || !wrapped {
-                    return Ok((line, skipped));
+                    let admin_line = match reach {
+                        true => lines.next().transpose()?.unwrap_or_default(),
+                        false => String::new(),
+                    };
+                    return Ok((line, admin_line, skipped));
                 }
                 skipped.push(line);
             }
-            Ok::<_, std::io::Error>((String::new(), skipped))
+            Ok::<_, std::io::Error>((String::new(), String::new(), skipped))
         })
         .await??;
-        let (line, skipped) = first;
         let addr = line
             .trim()
             .strip_prefix("reach listening on ")
@@ -113,7 +111,19 @@ impl ServerProcess {
                 format!("unexpected first line from server: {line:?} (after {skipped:?})")
             })?
             .to_string();
-        if admin.is_some() {
+        let admin = match reach {
+            true => Some(
+                admin_line
+                    .trim()
+                    .strip_prefix("reach admin on ")
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                    .with_context(|| {
+                        format!("unexpected second line from server: {admin_line:?}")
+                    })?,
+            ),
+            false => None,
+        };
+        if reach {
             wait_serving(&addr).await?;
         }
         Ok(ServerProcess {
@@ -160,13 +170,6 @@ impl ServerProcess {
         self.child.wait()?;
         Ok(())
     }
-}
-
-/// A port free now on the loopback, for a child to bind: the child's own
-/// ephemeral admin port would not be known to the bench (only the gRPC
-/// address is printed).
-fn free_local_port() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// `GET /metrics` on a server's admin port.

@@ -62,7 +62,10 @@ pub async fn connect(addr: &str, connections: usize) -> anyhow::Result<Vec<Chann
 
 /// Runs `call(worker, sequence)` in a closed loop from `load.concurrency()`
 /// workers; a call resolves to the number of items it carried. Worker `w`
-/// should use connection `w % connections`.
+/// should use connection `w % connections`. Only calls begun in the window
+/// count, and each worker begins at least one there even when its warm-up
+/// call outlasted the window (a slow first call on a busy machine), so that
+/// a short run measures something rather than nothing.
 pub async fn drive<F, Fut, E>(load: Load, call: F) -> Measured
 where
     F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
@@ -81,9 +84,11 @@ where
                     Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
                 let (mut calls, mut items, mut errors) = (0u64, 0u64, 0u64);
                 let mut sequence = 0u64;
+                // When this worker's one call begun past the window ended.
+                let mut overran_to = None;
                 loop {
                     let began = Instant::now();
-                    if began >= end {
+                    if began >= end && (calls > 0 || errors > 0) {
                         break;
                     }
                     let result = call(worker, sequence).await;
@@ -99,8 +104,11 @@ where
                         }
                         Err(_) => errors += 1,
                     }
+                    if began >= end {
+                        overran_to = Some(Instant::now());
+                    }
                 }
-                (hist, calls, items, errors)
+                (hist, calls, items, errors, overran_to)
             }));
         }
     }
@@ -111,15 +119,66 @@ where
         elapsed: Duration::ZERO,
         latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
     };
+    // The window: the calls begun in it stand for its throughput (those
+    // begun in the warm-up and ending in it make up for those ending after
+    // it). A worker that had to begin its call past the window stretches it.
+    let mut window_end = end;
     for worker in workers {
-        let (hist, calls, items, errors) = worker.await.expect("load worker");
+        let (hist, calls, items, errors, overran_to) = worker.await.expect("load worker");
         total.latency_us.add(&hist).expect("same histogram bounds");
         total.calls += calls;
         total.items += items;
         total.errors += errors;
+        window_end = window_end.max(overran_to.unwrap_or(end));
     }
-    total.elapsed = Instant::now()
+    total.elapsed = window_end
         .saturating_duration_since(measure_from)
-        .min(load.duration.max(Duration::from_millis(1)));
+        .max(Duration::from_millis(1));
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A first call that outlasts warm-up and window (a cold store on a
+    /// busy machine) still leaves a measured call per worker, and the
+    /// window stretched to it.
+    #[tokio::test]
+    async fn a_warm_up_call_longer_than_the_window_still_leaves_a_measurement() {
+        let load = Load {
+            connections: 1,
+            in_flight: 2,
+            warmup: Duration::from_millis(10),
+            duration: Duration::from_millis(20),
+        };
+        let measured = drive(load, |_worker, sequence| async move {
+            if sequence == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok::<u64, ()>(3)
+        })
+        .await;
+        assert_eq!(measured.calls, 2, "one call per worker");
+        assert_eq!(measured.items, 6);
+        assert!(measured.elapsed > load.duration, "{:?}", measured.elapsed);
+    }
+
+    /// Calls that finish inside the window are all counted over the window.
+    #[tokio::test]
+    async fn a_normal_window_is_its_duration() {
+        let load = Load {
+            connections: 1,
+            in_flight: 1,
+            warmup: Duration::from_millis(5),
+            duration: Duration::from_millis(30),
+        };
+        let measured = drive(load, |_worker, _sequence| async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok::<u64, ()>(1)
+        })
+        .await;
+        assert!(measured.calls > 1, "{}", measured.calls);
+        assert_eq!(measured.elapsed, load.duration);
+    }
 }

@@ -230,6 +230,8 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 /// The real `reach` binary in a child process.
 pub struct ProcessServer {
     pub addr: SocketAddr,
+    /// The admin port (`/metrics`), ephemeral, as the server announced it.
+    pub admin: SocketAddr,
     pub data_dir: PathBuf,
     child: Child,
 }
@@ -261,22 +263,26 @@ impl ProcessServer {
             .spawn()
             .expect("spawn reach");
         let stdout = child.stdout.take().unwrap();
-        let addr = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout)
-                .read_line(&mut line)
-                .expect("read stdout");
-            line.trim()
-                .strip_prefix("reach listening on ")
-                .expect("listening line")
-                .parse()
-                .unwrap()
+        let (addr, admin) = tokio::task::spawn_blocking(move || {
+            let mut stdout = BufReader::new(stdout);
+            let mut announced = |prefix: &str| -> SocketAddr {
+                let mut line = String::new();
+                stdout.read_line(&mut line).expect("read stdout");
+                line.trim()
+                    .strip_prefix(prefix)
+                    .unwrap_or_else(|| panic!("{prefix:?} line, not {line:?}"))
+                    .parse()
+                    .unwrap()
+            };
+            let addr = announced("reach listening on ");
+            (addr, announced("reach admin on "))
         })
         .await
         .unwrap();
         wait_serving(addr).await;
         ProcessServer {
             addr,
+            admin,
             data_dir: data_dir.to_path_buf(),
             child,
         }
