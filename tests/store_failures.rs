@@ -15,7 +15,10 @@ use std::{
     },
 };
 
-use common::{Client, connect, dead_letters, event, now_ms, request, stats_totals, watch};
+use common::{
+    Client, connect, counts, dead_letters, event, now_ms, profile, record, request, stats_totals,
+    watch,
+};
 use reach::{
     config::Config,
     domain::{
@@ -37,7 +40,7 @@ use tokio::sync::watch as signal;
 
 const HOUR: i64 = 3_600_000;
 
-/// How the next multi-contact `commit_many` fails.
+/// How the next `commit_many` fails.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fault {
     None,
@@ -49,6 +52,9 @@ enum Fault {
     BesideAWrite,
     /// Armed by `LaterRound`: the next call fails as a whole.
     FailNextCall,
+    /// Writes a single-contact op and reports it unconfirmed, as the Redis
+    /// store does when `WAIT` is not answered by a replica.
+    UnconfirmedWrite,
 }
 
 /// sled, with `commit_many` failing once as its [`Fault`] says, and
@@ -91,6 +97,17 @@ impl Store for FlakyStore {
                 self.arm(next);
                 commits.extend(rest.iter().map(|_| other.clone()));
                 Ok(commits)
+            }
+            Fault::UnconfirmedWrite if ops.len() == 1 => {
+                self.arm(Fault::None);
+                let commits = self.inner.commit_many(ops, now).await?;
+                Ok(commits
+                    .into_iter()
+                    .map(|commit| match commit {
+                        Commit::Applied(version) => Commit::Unconfirmed(version, Self::injected()),
+                        other => other,
+                    })
+                    .collect())
             }
             _ => self.inner.commit_many(ops, now).await,
         }
@@ -217,6 +234,8 @@ impl Store for FlakyStore {
 struct FlakyServer {
     addr: SocketAddr,
     store: Arc<FlakyStore>,
+    /// The engine behind the API, for what no RPC starts (the sweep).
+    engine: Arc<OnceLock<Engine<FlakyStore>>>,
     _dir: tempfile::TempDir,
     _stop: signal::Sender<bool>,
 }
@@ -242,7 +261,7 @@ impl FlakyServer {
         let (stop, stopping) = signal::channel(false);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let api = ReachabilityServiceServer::new(ReachabilityApi::new(slot, stopping));
+        let api = ReachabilityServiceServer::new(ReachabilityApi::new(slot.clone(), stopping));
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(api)
@@ -251,6 +270,7 @@ impl FlakyServer {
         FlakyServer {
             addr,
             store,
+            engine: slot,
             _dir: dir,
             _stop: stop,
         }
@@ -387,4 +407,29 @@ async fn a_dead_letter_whose_action_failed_is_announced_on_the_retry() {
     assert_eq!(dead_letters(&mut client).await.len(), 1);
     let actions = watch(&mut client, 0, &[ActionKind::UnmappedProviderCode], 1).await;
     assert_eq!(actions[0].code, "undelivered/39998");
+}
+
+/// The silence sweep's write stands but its replication is not confirmed
+/// (Redis `WAIT` unanswered): the pass fails, and the message's UNCONFIRMED
+/// statistic is counted then, since the next pass finds the message already
+/// expired and counts nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_write_left_unconfirmed_is_counted_once() {
+    let server = FlakyServer::start().await;
+    let mut client = connect(server.addr).await;
+    let t0 = now_ms() - 100 * HOUR;
+    let mut sent = event("s1", "quiet", Channel::Sms, Status::Sent, t0);
+    sent.message_id = "msg-1".into();
+    assert!(!record(&mut client, sent).await, "not a duplicate");
+    let engine = server.engine.get().unwrap();
+
+    server.store.arm(Fault::UnconfirmedWrite);
+    let failed = engine.sweep_silence(Millis(now_ms())).await.unwrap_err();
+    assert!(failed.to_string().contains("injected"), "{failed}");
+    assert_eq!(engine.sweep_silence(Millis(now_ms())).await.unwrap(), 0);
+
+    let quiet = profile(&mut client, "quiet").await;
+    assert_eq!(counts(&quiet, Channel::Sms).unconfirmed, 1);
+    let total = stats_totals(&mut client, t0).await;
+    assert_eq!((total.sent, total.unconfirmed), (1, 1));
 }

@@ -54,13 +54,19 @@ impl<S: Store> Engine<S> {
     ) -> Result<(ContactProfile, Reachability)> {
         let checked = self.check_update(update, now)?;
         let key = ContactKey::new(tenant, &checked.update.contact_id);
-        let (profile, ()) = self
+        let written = self
             .update_profile(&key, now, |profile| {
                 apply_update(profile, &checked, now);
                 Some(())
             })
             .await?
             .expect("an upsert always writes");
+        // Nothing follows from an upsert but its reply: an unconfirmed
+        // write is the error, and the client's retry applies it again.
+        if let Some(e) = written.unconfirmed {
+            return Err(e.into());
+        }
+        let profile = written.profile;
         self.store.sync().await?;
         let reach = self.assess_on_routes(tenant, &profile, now).await?;
         Ok((profile, reach))

@@ -158,17 +158,28 @@ impl<S: Store> Engine<S> {
     }
 }
 
+/// What [`Engine::update_profile`] wrote.
+pub(crate) struct Written<R> {
+    pub profile: ContactProfile,
+    /// What the change returned.
+    pub result: R,
+    /// Set when the write stands but its replication was not confirmed
+    /// (Redis `WAIT`): the caller produces what follows from the write (a
+    /// retry would find it done) and then returns this error.
+    pub unconfirmed: Option<StoreError>,
+}
+
 impl<S: Store> Engine<S> {
     /// Reads one contact's profile (empty if none is stored), lets `change`
     /// update it, and compare-and-swaps it back, retrying on conflict.
     /// `change` returning `None` writes nothing. Not yet durable: callers
-    /// `sync`. Returns the profile written and what `change` returned.
+    /// `sync`.
     pub(crate) async fn update_profile<R>(
         &self,
         key: &ContactKey,
         now: Millis,
         mut change: impl FnMut(&mut ContactProfile) -> Option<R>,
-    ) -> Result<Option<(ContactProfile, R)>> {
+    ) -> Result<Option<Written<R>>> {
         let _turn = self.locks.lock(key).await;
         for _ in 0..CAS_ATTEMPTS {
             let request = LoadRequest {
@@ -192,11 +203,17 @@ impl<S: Store> Engine<S> {
                 value: codec::encode_profile(&profile),
                 markers: Vec::new(),
             };
-            match self.store.commit_many(vec![op], now).await?.remove(0) {
-                Commit::Applied(_) => return Ok(Some((profile, result))),
-                Commit::Conflict => {}
-                Commit::Unconfirmed(_, e) | Commit::Failed(e) => return Err(e.into()),
-            }
+            let unconfirmed = match self.store.commit_many(vec![op], now).await?.remove(0) {
+                Commit::Applied(_) => None,
+                Commit::Unconfirmed(_, e) => Some(e),
+                Commit::Conflict => continue,
+                Commit::Failed(e) => return Err(e.into()),
+            };
+            return Ok(Some(Written {
+                profile,
+                result,
+                unconfirmed,
+            }));
         }
         Err(Error::Contention(key.contact_id.clone()))
     }

@@ -33,14 +33,13 @@ impl<S: Store> Engine<S> {
                 break;
             }
         }
-        if declared > 0 {
-            metrics::counter!("reach_messages_unconfirmed_total").increment(declared as u64);
-        }
         self.store.sync().await?;
         Ok(declared)
     }
 
-    /// Expires one message if it is still open; whether it did.
+    /// Expires one message if it is still open; whether it did. A write
+    /// that stands is counted even when the store then reports an error:
+    /// the next pass finds the message expired and would not count it.
     async fn expire(&self, deadline: &Deadline, now: Millis) -> Result<bool> {
         let Ok(tenant) = Tenant::new(&deadline.tenant) else {
             return Ok(false);
@@ -52,9 +51,10 @@ impl<S: Store> Engine<S> {
                 profile.expire_message(&deadline.message_id, now, &self.model)
             })
             .await?;
-        let Some((_, expired)) = expired else {
+        let Some(written) = expired else {
             return Ok(false);
         };
+        let expired = written.result;
         let mut dims = deadline.dims.clone();
         dims.channel = Some(expired.channel);
         self.stats.record(
@@ -65,6 +65,10 @@ impl<S: Store> Engine<S> {
             1,
             None,
         );
-        Ok(true)
+        metrics::counter!("reach_messages_unconfirmed_total").increment(1);
+        match written.unconfirmed {
+            Some(e) => Err(e.into()),
+            None => Ok(true),
+        }
     }
 }
