@@ -60,7 +60,13 @@ fn the_soak_runs_and_reports_its_drift() {
         "--window",
         "1s",
     ]);
-    for figure in ["| server RSS MiB |", "| p99 ms |", "| store MiB |"] {
+    for figure in [
+        "| server RSS MiB |",
+        "| p99 ms |",
+        "| GetBestChannel p99 ms |",
+        "| RecordEvent (durable) p99 ms |",
+        "| store MiB |",
+    ] {
         assert!(stdout.contains(figure), "missing {figure}:\n{stdout}");
     }
     // Two one-second windows, each with calls at the offered rate.

@@ -52,6 +52,12 @@ impl Scenario {
         }
     }
 
+    /// Whether the `seq`th call of a mixed worker is its `RecordEvent` (one
+    /// in five; the others are `GetBestChannel`).
+    pub fn mixed_writes(seq: u64) -> bool {
+        seq % 5 == 4
+    }
+
     /// Whether the echo service is the baseline (bulk is compared with raw sled).
     pub fn echo_baseline(self) -> bool {
         self != Scenario::RecordEvents
@@ -227,7 +233,7 @@ impl Target {
                     .into_inner();
                 Ok(reply.accepted + reply.duplicates)
             }
-            Scenario::Mixed if seq % 5 == 4 => client
+            Scenario::Mixed if Scenario::mixed_writes(seq) => client
                 .record_event(self.event(worker, seq, 0))
                 .await
                 .map(|_| 1),

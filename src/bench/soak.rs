@@ -52,6 +52,10 @@ pub struct Sample {
     pub errors: u64,
     pub p50_us: u64,
     pub p99_us: u64,
+    /// p99 of the `GetBestChannel` calls alone, and of the (durable)
+    /// `RecordEvent` calls alone: which of the two moves the mixed p99.
+    pub read_p99_us: u64,
+    pub write_p99_us: u64,
     pub rss_bytes: u64,
     /// The server's live heap (jemalloc `allocated`); 0 if unknown.
     pub heap_bytes: u64,
@@ -75,23 +79,35 @@ struct Tally {
     calls: u64,
     errors: u64,
     latency_us: Option<Histogram<u64>>,
+    read_us: Option<Histogram<u64>>,
+    write_us: Option<Histogram<u64>>,
 }
 
 impl Tally {
-    fn record(&mut self, latency: Duration, ok: bool) {
+    fn record(&mut self, latency: Duration, ok: bool, write: bool) {
         if !ok {
             self.errors += 1;
             return;
         }
         self.calls += 1;
-        self.latency_us
-            .get_or_insert_with(new_histogram)
-            .saturating_record(latency.as_micros() as u64);
+        let us = latency.as_micros() as u64;
+        let kind = if write {
+            &mut self.write_us
+        } else {
+            &mut self.read_us
+        };
+        for hist in [&mut self.latency_us, kind] {
+            hist.get_or_insert_with(new_histogram).saturating_record(us);
+        }
     }
 }
 
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+fn p99(hist: &Option<Histogram<u64>>) -> u64 {
+    hist.as_ref().map_or(0, |h| h.value_at_quantile(0.99))
 }
 
 pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
@@ -130,7 +146,11 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
             while due < end {
                 tokio::time::sleep_until(due.into()).await;
                 let ok = target.call(Scenario::Mixed, worker, seq).await.is_ok();
-                tally.lock().expect("tally").record(due.elapsed(), ok);
+                let write = Scenario::mixed_writes(seq);
+                tally
+                    .lock()
+                    .expect("tally")
+                    .record(due.elapsed(), ok, write);
                 seq += 1;
                 due += interval;
             }
@@ -145,14 +165,16 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
         next += spec.window;
         tokio::time::sleep_until(next.into()).await;
         let window = std::mem::take(&mut *tally.lock().expect("tally"));
-        let hist = window.latency_us.unwrap_or_else(new_histogram);
+        let hist = window.latency_us.as_ref();
         let allocator = reach.allocator().await;
         let sample = Sample {
             at: next - start,
             calls: window.calls,
             errors: window.errors,
-            p50_us: hist.value_at_quantile(0.5),
-            p99_us: hist.value_at_quantile(0.99),
+            p50_us: hist.map_or(0, |h| h.value_at_quantile(0.5)),
+            p99_us: p99(&window.latency_us),
+            read_p99_us: p99(&window.read_us),
+            write_p99_us: p99(&window.write_us),
             rss_bytes: reach.rss().unwrap_or(0),
             heap_bytes: allocator.map_or(0, |a| a.allocated),
             allocator_resident_bytes: allocator.map_or(0, |a| a.resident),
@@ -175,18 +197,24 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
 impl Sample {
     fn row(&self, window: Duration) -> String {
         format!(
-            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
             self.at.as_secs_f64() / 60.0,
             self.calls as f64 / window.as_secs_f64(),
             self.errors,
-            self.p50_us as f64 / 1000.0,
-            self.p99_us as f64 / 1000.0,
+            ms(self.p50_us),
+            ms(self.p99_us),
+            ms(self.read_p99_us),
+            ms(self.write_p99_us),
             mib(self.rss_bytes),
             mib(self.heap_bytes),
             mib(self.allocator_resident_bytes),
             mib(self.store_bytes),
         )
     }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -234,11 +262,28 @@ impl Soak {
             let _ = writeln!(
                 out,
                 "| p99 ms | {:.2} | {:.2} | {:+.1}% | 20% {} |",
-                first.p99_us as f64 / 1000.0,
-                last.p99_us as f64 / 1000.0,
+                ms(first.p99_us),
+                ms(last.p99_us),
                 p99 * 100.0,
                 verdict(p99.abs() < 0.20)
             );
+            let kinds = [
+                ("GetBestChannel", first.read_p99_us, last.read_p99_us),
+                (
+                    "RecordEvent (durable)",
+                    first.write_p99_us,
+                    last.write_p99_us,
+                ),
+            ];
+            for (call, a, b) in kinds {
+                let change = drift(a as f64, b as f64) * 100.0;
+                let _ = writeln!(
+                    out,
+                    "| {call} p99 ms | {:.2} | {:.2} | {change:+.1}% | which call moves the p99 |",
+                    ms(a),
+                    ms(b),
+                );
+            }
             let sizes = [
                 ("live heap MiB (jemalloc allocated)", "what reach holds"),
                 (
@@ -260,9 +305,9 @@ impl Soak {
         }
         let _ = writeln!(
             out,
-            "| minute | calls/s | errors | p50 ms | p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB |"
+            "| minute | calls/s | errors | p50 ms | p99 ms | GetBestChannel p99 ms | RecordEvent p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
         for sample in &self.samples {
             let _ = writeln!(out, "{}", sample.row(spec.window));
         }
@@ -272,4 +317,26 @@ impl Soak {
 
 fn verdict(met: bool) -> &'static str {
     if met { "(met)" } else { "(MISSED)" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_writes_are_tallied_apart_and_together() {
+        let mut tally = Tally::default();
+        for _ in 0..99 {
+            tally.record(Duration::from_millis(1), true, false);
+        }
+        tally.record(Duration::from_millis(40), true, true);
+        tally.record(Duration::from_millis(500), false, true);
+
+        assert_eq!((tally.calls, tally.errors), (100, 1));
+        let ms = |hist: &Option<Histogram<u64>>| p99(hist) / 1000;
+        assert_eq!(ms(&tally.read_us), 1);
+        assert_eq!(ms(&tally.write_us), 40);
+        assert_eq!(tally.latency_us.as_ref().map(|h| h.len()), Some(100));
+        assert_eq!(ms(&Tally::default().write_us), 0);
+    }
 }
