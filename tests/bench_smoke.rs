@@ -66,6 +66,7 @@ fn the_soak_runs_and_reports_its_drift() {
         "| GetBestChannel p99 ms |",
         "| RecordEvent (durable) p99 ms |",
         "| store MiB |",
+        "| machine busy % | stolen by the host % |",
     ] {
         assert!(stdout.contains(figure), "missing {figure}:\n{stdout}");
     }
@@ -75,6 +76,9 @@ fn the_soak_runs_and_reports_its_drift() {
     for row in windows {
         let calls: f64 = row.split('|').nth(2).unwrap().trim().parse().unwrap();
         assert!(calls > 0.0, "{row}");
+        // The machine ran the client and the server in that second.
+        let busy: f64 = row.split('|').nth(12).unwrap().trim().parse().unwrap();
+        assert!(busy > 0.0, "{row}");
     }
 }
 

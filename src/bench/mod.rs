@@ -9,6 +9,7 @@
 
 mod baseline;
 pub mod child;
+mod cpu_times;
 mod echo;
 mod load;
 mod preload;

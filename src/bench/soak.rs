@@ -16,6 +16,7 @@ use hdrhistogram::Histogram;
 
 use crate::bench::{
     child::ServerProcess,
+    cpu_times::{CpuShares, CpuTimes},
     load::{Load, connect},
     preload::dir_size,
     run::{ensure_store, store_dir},
@@ -64,6 +65,9 @@ pub struct Sample {
     /// metadata); 0 if unknown.
     pub allocator_resident_bytes: u64,
     pub store_bytes: u64,
+    /// How the whole machine's CPU was spent in the window (client, server
+    /// and anything else), where the system tells it.
+    pub machine: Option<CpuShares>,
 }
 
 /// What a soak measured.
@@ -161,12 +165,16 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
     let mut next = start + spec.settle;
     tokio::time::sleep_until(next.into()).await;
     std::mem::take(&mut *tally.lock().expect("tally"));
+    let mut cpu = CpuTimes::now();
     while next + spec.window <= end {
         next += spec.window;
         tokio::time::sleep_until(next.into()).await;
         let window = std::mem::take(&mut *tally.lock().expect("tally"));
         let hist = window.latency_us.as_ref();
         let allocator = reach.allocator().await;
+        let cpu_now = CpuTimes::now();
+        let machine = cpu.zip(cpu_now).map(|(a, b)| a.shares_until(b));
+        cpu = cpu_now;
         let sample = Sample {
             at: next - start,
             calls: window.calls,
@@ -179,6 +187,7 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
             heap_bytes: allocator.map_or(0, |a| a.allocated),
             allocator_resident_bytes: allocator.map_or(0, |a| a.resident),
             store_bytes: dir_size(&data_dir).unwrap_or(0),
+            machine,
         };
         eprintln!("{}", sample.row(spec.window));
         samples.push(sample);
@@ -196,8 +205,12 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
 
 impl Sample {
     fn row(&self, window: Duration) -> String {
+        let (busy, stolen) = match self.machine {
+            Some(m) => (format!("{:.0}", m.busy), format!("{:.1}", m.stolen)),
+            None => ("-".into(), "-".into()),
+        };
         format!(
-            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {busy} | {stolen} |",
             self.at.as_secs_f64() / 60.0,
             self.calls as f64 / window.as_secs_f64(),
             self.errors,
@@ -301,13 +314,20 @@ impl Soak {
                     "| {label} | {a:.1} | {b:.1} | {change:+.1}% | {note} |"
                 );
             }
+            if let (Some(a), Some(b)) = (first.machine, last.machine) {
+                let _ = writeln!(
+                    out,
+                    "| CPU stolen by the host % | {:.1} | {:.1} | | a p99 moved by steal is the host's |",
+                    a.stolen, b.stolen
+                );
+            }
             let _ = writeln!(out, "| errors | | {errors} | | 0 |\n");
         }
         let _ = writeln!(
             out,
-            "| minute | calls/s | errors | p50 ms | p99 ms | GetBestChannel p99 ms | RecordEvent p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB |"
+            "| minute | calls/s | errors | p50 ms | p99 ms | GetBestChannel p99 ms | RecordEvent p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB | machine busy % | stolen by the host % |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for sample in &self.samples {
             let _ = writeln!(out, "{}", sample.row(spec.window));
         }
