@@ -361,14 +361,7 @@ async fn maintain(slot: Arc<OnceLock<Engine<Backend>>>, config: Config) {
     let mut routes = tokio::time::interval(config.route_health.evaluate_every);
     let mut sweep = tokio::time::interval(config.lifecycle.sweep_every);
     let mut housekeeping = tokio::time::interval(config.maintenance_interval);
-    let mut size = tokio::time::interval(Duration::from_secs(10));
-    for ticker in [
-        &mut stats,
-        &mut routes,
-        &mut sweep,
-        &mut housekeeping,
-        &mut size,
-    ] {
+    for ticker in [&mut stats, &mut routes, &mut sweep, &mut housekeeping] {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {

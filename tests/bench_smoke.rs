@@ -67,6 +67,7 @@ fn the_soak_runs_and_reports_its_drift() {
         "| RecordEvent (durable) p99 ms |",
         "| store MiB |",
         "| machine busy % | stolen by the host % |",
+        "| stolen by the host | windows | median p99 ms | worst p99 ms |",
     ] {
         assert!(stdout.contains(figure), "missing {figure}:\n{stdout}");
     }

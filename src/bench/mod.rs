@@ -19,6 +19,7 @@ mod report;
 mod run;
 mod scenarios;
 mod soak;
+mod steal;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 

@@ -323,6 +323,9 @@ impl Soak {
             }
             let _ = writeln!(out, "| errors | | {errors} | | 0 |\n");
         }
+        if let Some(steal) = super::steal::render(&self.samples) {
+            let _ = writeln!(out, "{steal}");
+        }
         let _ = writeln!(
             out,
             "| minute | calls/s | errors | p50 ms | p99 ms | GetBestChannel p99 ms | RecordEvent p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB | machine busy % | stolen by the host % |"
