@@ -34,6 +34,27 @@ fn the_bench_harness_runs_end_to_end() {
         assert!(throughput > 0.0, "{row}");
         assert!(!row.contains("errors"), "{row}");
     }
+    // The server's CPU per call, beside the echo server's where echo is
+    // the baseline (bulk's is raw sled, inside the bench process: none).
+    let cpu_table = stdout
+        .split("| contacts | scenario | server CPU us per item |")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no CPU table:\n{stdout}"));
+    for scenario in ["best", "reachability", "record", "bulk", "mixed"] {
+        let row = cpu_table
+            .lines()
+            .find(|l| l.starts_with(&format!("| 1000 | {scenario} |")))
+            .unwrap_or_else(|| panic!("no CPU row for {scenario}:\n{stdout}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let cpu: f64 = cells[3].parse().unwrap();
+        assert!(cpu >= 0.0, "{row}");
+        if scenario == "bulk" {
+            assert_eq!(cells[4], "-", "{row}");
+        } else {
+            let echo: f64 = cells[4].parse().unwrap();
+            assert!(echo >= 0.0, "{row}");
+        }
+    }
     for figure in [
         "GetBestChannel p99 / echo p99",
         "dedupe marker bytes on disk per event",

@@ -139,6 +139,11 @@ impl ServerProcess {
         proc_status_kib(self.child.id(), "VmHWM:").map(|kib| kib * 1024)
     }
 
+    /// CPU time (user and system) the server has used so far.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        crate::bench::cpu_times::process_cpu(self.child.id())
+    }
+
     /// Resident set size now (VmRSS), in bytes.
     pub fn rss(&self) -> Option<u64> {
         proc_status_kib(self.child.id(), "VmRSS:").map(|kib| kib * 1024)

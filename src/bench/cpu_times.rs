@@ -62,9 +62,44 @@ fn parse(stat: &str) -> Option<CpuTimes> {
     })
 }
 
+/// Clock ticks per second of `/proc`'s CPU times: the kernel's `USER_HZ`,
+/// 100 on every architecture Linux exports it for.
+const USER_HZ: u64 = 100;
+
+/// CPU time (user and system) process `pid` has used since it started;
+/// `None` where `/proc/<pid>/stat` is not there.
+pub fn process_cpu(pid: u32) -> Option<std::time::Duration> {
+    parse_process(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// `pid (comm) state ppid ...`: utime and stime are the 12th and 13th
+/// fields after the command name, which may itself hold spaces and ")".
+fn parse_process(stat: &str) -> Option<std::time::Duration> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_comm.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(std::time::Duration::from_millis(
+        (utime + stime) * 1000 / USER_HZ,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_cpu_time_is_its_user_and_system_ticks() {
+        let stat =
+            "4242 (tokio (rt) x) S 1 4242 4242 0 -1 4194560 5000 0 0 0 250 31 0 0 20 0 9 0 100 0 0";
+        assert_eq!(
+            parse_process(stat),
+            Some(std::time::Duration::from_millis(2_810))
+        );
+        assert_eq!(parse_process("4242 (reach) S 1"), None);
+        assert_eq!(parse_process("garbage"), None);
+        assert!(process_cpu(std::process::id()).is_some());
+    }
 
     #[test]
     fn busy_and_stolen_shares_come_from_the_difference_of_two_readings() {

@@ -35,11 +35,20 @@ pub struct Measured {
     pub errors: u64,
     pub elapsed: Duration,
     pub latency_us: Histogram<u64>,
+    /// CPU time the server process used in the window, where the run had
+    /// a server process of its own to read it from.
+    pub server_cpu: Option<Duration>,
 }
 
 impl Measured {
     pub fn items_per_sec(&self) -> f64 {
         self.items as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Server CPU microseconds per item, where the server's CPU was read.
+    pub fn server_cpu_us_per_item(&self) -> Option<f64> {
+        let cpu = self.server_cpu?;
+        (self.items > 0).then(|| cpu.as_secs_f64() * 1e6 / self.items as f64)
     }
 
     /// Latency at quantile `q` (0..1), in microseconds.
@@ -118,6 +127,7 @@ where
         errors: 0,
         elapsed: Duration::ZERO,
         latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+        server_cpu: None,
     };
     // The window: the calls begun in it stand for its throughput (those
     // begun in the warm-up and ending in it make up for those ending after

@@ -43,6 +43,11 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// The median of the runs' server CPU per item, NaN if none was read.
+fn cpu_median<'a>(runs: impl Iterator<Item = &'a Measured>) -> f64 {
+    median(runs.filter_map(Measured::server_cpu_us_per_item).collect())
+}
+
 /// Medians of one (contacts, scenario) cell.
 pub struct Cell {
     pub throughput: f64,
@@ -55,6 +60,9 @@ pub struct Cell {
     pub throughput_ratio: f64,
     pub p99_ratio: f64,
     pub errors: u64,
+    /// Server CPU microseconds per item (NaN where not read).
+    pub cpu_us: f64,
+    pub baseline_cpu_us: f64,
 }
 
 impl Findings {
@@ -79,6 +87,8 @@ impl Findings {
             throughput_ratio: m(&|p| p.reach.items_per_sec() / p.baseline.items_per_sec()),
             p99_ratio: m(&|p| p.reach.latency(0.99) as f64 / p.baseline.latency(0.99) as f64),
             errors: pairs.iter().map(|p| p.reach.errors).sum(),
+            cpu_us: cpu_median(pairs.iter().map(|p| &p.reach)),
+            baseline_cpu_us: cpu_median(pairs.iter().map(|p| &p.baseline)),
         })
     }
 
@@ -135,7 +145,47 @@ impl Findings {
             }
         }
         out.push('\n');
+        out.push_str(&self.render_cpu());
         out.push_str(&self.render_targets());
+        out
+    }
+
+    /// What each call cost the server's CPU, beside what an echo call costs
+    /// the echo server: steadier than throughput on a machine whose host
+    /// takes CPU away (a stolen slice slows both, but costs neither).
+    fn render_cpu(&self) -> String {
+        let mut out = String::from(
+            "| contacts | scenario | server CPU us per item | echo server CPU us per call | ratio |\n|---:|---|---:|---:|---:|\n",
+        );
+        let mut rows = 0;
+        for contacts in self.store_sizes() {
+            for scenario in Scenario::ALL {
+                let Some(c) = self
+                    .cell(contacts, scenario)
+                    .filter(|c| c.cpu_us.is_finite())
+                else {
+                    continue;
+                };
+                let (echo, ratio) = if c.baseline_cpu_us.is_finite() {
+                    (
+                        format!("{:.1}", c.baseline_cpu_us),
+                        format!("{:.2}", c.cpu_us / c.baseline_cpu_us),
+                    )
+                } else {
+                    ("-".into(), "-".into())
+                };
+                let _ = writeln!(
+                    out,
+                    "| {contacts} | {scenario} | {:.1} | {echo} | {ratio} |",
+                    c.cpu_us
+                );
+                rows += 1;
+            }
+        }
+        if rows == 0 {
+            return String::new();
+        }
+        out.push('\n');
         out
     }
 

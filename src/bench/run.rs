@@ -13,7 +13,7 @@ use anyhow::Context;
 use crate::bench::{
     baseline,
     child::ServerProcess,
-    load::{Load, connect},
+    load::{Load, Measured, connect},
     preload::{Preloaded, preload},
     report::{Findings, Pair},
     scenarios::{Scenario, Target, run_echo},
@@ -85,13 +85,13 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<Findings> {
         for round in 0..spec.rounds {
             for (&scenario, &(request_bytes, reply_bytes)) in spec.scenarios.iter().zip(&sizes) {
                 let baseline = if scenario.echo_baseline() {
-                    run_echo(
+                    let run = run_echo(
                         echo_connections.clone(),
                         spec.load,
                         request_bytes,
                         reply_bytes,
-                    )
-                    .await
+                    );
+                    with_server_cpu(&echo, spec.load, run).await
                 } else {
                     let dir = spec.work_dir.join(format!("sled-raw-{round}"));
                     let _ = std::fs::remove_dir_all(&dir);
@@ -104,7 +104,8 @@ pub async fn run(spec: &RunSpec) -> anyhow::Result<Findings> {
                     std::fs::remove_dir_all(&dir)?;
                     measured
                 };
-                let measured = target.run(scenario, spec.load).await;
+                let measured =
+                    with_server_cpu(&reach, spec.load, target.run(scenario, spec.load)).await;
                 eprintln!(
                     "round {} {contacts} {scenario}: {:.0}/s p99 {}us (baseline {:.0}/s p99 {}us)",
                     round + 1,
@@ -224,4 +225,24 @@ impl RunSpec {
             markers: 10_000,
         }
     }
+}
+
+/// Runs `run` and reads the CPU `server` used in its measured window: from
+/// the end of the warm-up (timed from the same first poll as the run's
+/// own) until the run returns, which includes the few calls a worker began
+/// in the window and finished after it.
+async fn with_server_cpu(
+    server: &ServerProcess,
+    load: Load,
+    run: impl std::future::Future<Output = Measured>,
+) -> Measured {
+    let at_window = async {
+        tokio::time::sleep(load.warmup).await;
+        server.cpu_time()
+    };
+    let (mut measured, from) = tokio::join!(run, at_window);
+    measured.server_cpu = from
+        .zip(server.cpu_time())
+        .map(|(from, to)| to.saturating_sub(from));
+    measured
 }

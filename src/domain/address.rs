@@ -288,18 +288,15 @@ fn push_token(raw: &str) -> Result<CanonicalAddress, String> {
 pub struct AddressId(pub [u8; 16]);
 
 impl AddressId {
+    /// Every address of every reply carries its id: one `format!` per
+    /// byte made this 4% of a `GetBestChannel`'s server CPU.
     pub fn to_hex(self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 
     pub fn from_hex(s: &str) -> Option<AddressId> {
-        if s.len() != 32 {
-            return None;
-        }
         let mut id = [0u8; 16];
-        for (i, byte) in id.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
+        hex::decode_to_slice(s, &mut id).ok()?;
         Some(AddressId(id))
     }
 }
@@ -383,15 +380,12 @@ impl AddressKey {
             ));
         }
         let mut key = [0u8; 32];
-        for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                .map_err(|_| "must be hex digits".to_string())?;
-        }
+        hex::decode_to_slice(hex, &mut key).map_err(|_| "must be hex digits".to_string())?;
         Ok(AddressKey(key))
     }
 
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 
     /// The identity of a canonical address. Kinds are hashed apart so that
@@ -574,5 +568,31 @@ mod tests {
         let id = AddressId([7; 16]);
         assert_eq!(AddressId::from_hex(&id.to_hex()), Some(id));
         assert_eq!(AddressId::from_hex("zz"), None);
+        let id = AddressId(std::array::from_fn(|i| i as u8 * 17));
+        assert_eq!(id.to_hex(), "00112233445566778899aabbccddeeff");
+        assert_eq!(
+            AddressId::from_hex("00112233445566778899AABBCCDDEEFF"),
+            Some(id)
+        );
+        // A sign is not a digit (`u8::from_str_radix` took "+1" as 1).
+        assert_eq!(
+            AddressId::from_hex("+1112233445566778899aabbccddeeff"),
+            None
+        );
+        assert_eq!(
+            AddressId::from_hex("00112233445566778899aabbccddeeff00"),
+            None
+        );
+    }
+
+    #[test]
+    fn address_keys_are_64_hex_digits() {
+        let key = AddressKey::new([0xab; 32]);
+        assert_eq!(
+            AddressKey::from_hex(&key.to_hex()).map(|k| k.0),
+            Ok([0xab; 32])
+        );
+        assert!(AddressKey::from_hex(&"+1".repeat(32)).is_err());
+        assert!(AddressKey::from_hex("ab").is_err());
     }
 }
