@@ -134,7 +134,9 @@ pub async fn serve_with(
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_to_status,
         ))
-        .layer(crate::grpc::request_metrics::RequestMetricsLayer)
+        .layer(crate::grpc::request_metrics::RequestMetricsLayer::new(
+            SERVED_SERVICES,
+        ))
         .layer(tower::load_shed::LoadShedLayer::new())
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             config.max_concurrent_calls,
@@ -234,6 +236,15 @@ fn panic_to_status(
 pub fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
+
+/// The descriptor sets of every service served on the gRPC port: their
+/// methods are the ones counted by name in the request metrics.
+const SERVED_SERVICES: &[&[u8]] = &[
+    proto::FILE_DESCRIPTOR_SET,
+    tonic_health::pb::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+];
 
 /// Reflection serves our descriptors, the health service's and the
 /// google.rpc error details (so grpcurl can print field violations); both

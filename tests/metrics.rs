@@ -14,6 +14,24 @@ fn value(metrics: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("{series} not in:\n{metrics}"))
 }
 
+/// A unary call to any path, with an empty message; returns its status.
+async fn call_path(addr: std::net::SocketAddr, path: &'static str) -> tonic::Status {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary::<_, proto::GetContactResponse, _>(
+        tonic::Request::new(proto::GetContactRequest::default()),
+        ::http::uri::PathAndQuery::from_static(path),
+        tonic_prost::ProstCodec::default(),
+    )
+    .await
+    .unwrap_err()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_events_duplicates_and_flushes_are_counted() {
     let server = TestServer::start().await;
@@ -35,8 +53,23 @@ async fn requests_events_duplicates_and_flushes_are_counted() {
         .await
         .unwrap_err();
 
+    // A path the server does not have: one `unknown` series whatever the
+    // path, so that clients cannot add series at will.
+    for path in ["/reachability.v1.ReachabilityService/Nope", "/x.Y/Z"] {
+        let status = call_path(server.addr, path).await;
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{path}");
+    }
+
     let (code, text) = http_get(server.admin, "/metrics").await;
     assert_eq!(code, 200);
+    assert_eq!(
+        value(
+            &text,
+            "reach_requests_total{method=\"unknown\",code=\"UNIMPLEMENTED\"}"
+        ),
+        2.0
+    );
+    assert!(!text.contains("Nope") && !text.contains("/x.Y/Z"), "{text}");
     let record = "/reachability.v1.ReachabilityService/RecordEvent";
     assert_eq!(
         value(

@@ -347,11 +347,18 @@ impl ZoneBook {
     }
 }
 
+/// Minutes after local midnight at an instant in a zone: the zone's offset
+/// at that instant is all it takes (a zoned date-time, built and dropped for
+/// each zone of every check, was most of the cost of a quiet-hours check).
+fn minute_of_day(zone: &TimeZone, at: Timestamp) -> u16 {
+    let local = at.as_second() + i64::from(zone.to_offset(at).seconds());
+    // In 0..1440, so the cast is exact.
+    (local.rem_euclid(86_400) / 60) as u16
+}
+
 /// Whether a window is on at an instant in a zone.
 fn quiet_in(window: QuietWindow, zone: &TimeZone, at: Timestamp) -> bool {
-    let local = at.to_zoned_datetime(zone.clone());
-    let t = local.time();
-    window.contains(t.hour() as u16 * 60 + t.minute() as u16)
+    window.contains(minute_of_day(zone, at))
 }
 
 /// The quiet hours of a channel now: `None` if the channel may be used
@@ -367,25 +374,31 @@ pub fn quiet_until(window: QuietWindow, zones: &LocalZones, now: Millis) -> Opti
     if !quiet_anywhere(now_ts, &zones.zones) {
         return None;
     }
+    let (end_hour, end_minute) = ((window.end / 60) as i8, (window.end % 60) as i8);
     let earliest = |zones: &[TimeZone]| -> Option<Timestamp> {
         // Candidates: the local end of the window on the next few days in
-        // each zone; the first at which no zone is quiet wins.
-        let mut candidates: Vec<Timestamp> = Vec::new();
+        // each zone; the first at which no zone is quiet wins. Zones of one
+        // country often end their window at the same instant: each instant
+        // is checked once.
+        let mut candidates: Vec<Timestamp> = Vec::with_capacity(4 * zones.len());
         for zone in zones {
-            let today = now_ts.to_zoned_datetime(zone.clone()).date();
+            let today = zone.to_datetime(now_ts).date();
             for days in 0..=3 {
                 let Ok(date) = today.checked_add(Span::new().days(days)) else {
                     continue;
                 };
-                let end = date.at((window.end / 60) as i8, (window.end % 60) as i8, 0, 0);
-                if let Ok(z) = end.to_zoned_datetime(zone.clone())
-                    && z.timestamp() > now_ts
+                let end = date.at(end_hour, end_minute, 0, 0);
+                // "Compatible": an end inside a DST gap moves forward by
+                // the gap, an end in a repeated hour takes the first one.
+                if let Ok(at) = zone.to_ambiguous_timestamp(end).compatible()
+                    && at > now_ts
                 {
-                    candidates.push(z.timestamp());
+                    candidates.push(at);
                 }
             }
         }
-        candidates.sort();
+        candidates.sort_unstable();
+        candidates.dedup();
         candidates
             .into_iter()
             .find(|&at| !quiet_anywhere(at, zones))
@@ -446,6 +459,53 @@ mod tests {
         assert!(
             ZoneBook::new("").zones("", "").is_none(),
             "unknown: not guessed"
+        );
+    }
+
+    #[test]
+    fn the_local_minute_is_the_zoned_clocks_across_dst_and_odd_offsets() {
+        // Half- and quarter-hour offsets, a half-hour DST shift, both
+        // hemispheres, and instants before 1970.
+        for name in [
+            "America/New_York",
+            "Asia/Kolkata",
+            "Asia/Kathmandu",
+            "Australia/Lord_Howe",
+            "Pacific/Chatham",
+            "America/St_Johns",
+            "Europe/London",
+        ] {
+            let zone = TimeZone::get(name).unwrap();
+            for start in ["1969-12-20T00:00:00Z", "2026-03-01T00:00:00Z"] {
+                let mut at: Timestamp = start.parse().unwrap();
+                let end = at.checked_add(Span::new().hours(24 * 300)).unwrap();
+                while at < end {
+                    let clock = at.to_zoned_datetime(zone.clone()).time();
+                    let expected = clock.hour() as u16 * 60 + clock.minute() as u16;
+                    assert_eq!(minute_of_day(&zone, at), expected, "{name} at {at}");
+                    at = at.checked_add(Span::new().minutes(97)).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_ending_in_a_dst_gap_or_fold_ends_at_the_compatible_instant() {
+        let book = ZoneBook::new("UTC");
+        let ny = book.zones("America/New_York", "").unwrap();
+        // 02:30 does not exist in New York on 8 March 2026 (02:00 EST is
+        // 03:00 EDT): the end moves forward by the gap, to 03:30 EDT.
+        let window: QuietWindow = "21:00-02:30".parse().unwrap();
+        assert_eq!(
+            quiet_until(window, &ny, at("2026-03-08T05:00:00Z")),
+            Some(at("2026-03-08T07:30:00Z"))
+        );
+        // 01:30 happens twice on 1 November 2026 (EDT, then EST): the
+        // first one ends the window.
+        let window: QuietWindow = "21:00-01:30".parse().unwrap();
+        assert_eq!(
+            quiet_until(window, &ny, at("2026-11-01T03:00:00Z")),
+            Some(at("2026-11-01T05:30:00Z"))
         );
     }
 

@@ -9,7 +9,7 @@ use crate::{
         BestChannel, Channel, ContactProfile, InvalidField, Millis, Reachability,
         address::AddressKind,
         policy::{DEFAULT_POLICY, SendPolicy, choose},
-        quiet_hours::{QuietHoursConfig, ZoneBook, quiet_until},
+        quiet_hours::{QuietHoursConfig, QuietWindow, ZoneBook, quiet_until},
         scoring::apply_urgency,
     },
     engine::{
@@ -245,6 +245,9 @@ impl<S: Store> Engine<S> {
             .iter()
             .find(|a| a.info.kind == AddressKind::Phone && !a.info.region.is_empty())
             .map(|a| a.info.region.as_str());
+        // SMS and voice usually share a window and a region: each pair is
+        // worked out once per call (the answer and its zones' description).
+        let mut known: Vec<(QuietWindow, String, Option<Quiet>)> = Vec::new();
         for a in &mut reach.channels {
             let window = policy
                 .quiet_hours
@@ -262,19 +265,28 @@ impl<S: Store> Engine<S> {
                 .or(any_phone_region)
                 .or(a.last_route.as_ref().map(|r| r.country.as_str()))
                 .unwrap_or("");
-            // Local time unknown and no default zone: not guessed.
-            let Some(zones) = self
-                .policies
-                .zones
-                .zones(&profile.contact.time_zone, region)
-            else {
-                continue;
+            let quiet = match known.iter().find(|(w, r, _)| *w == window && r == region) {
+                Some((_, _, quiet)) => quiet.clone(),
+                None => {
+                    // Local time unknown and no default zone: not guessed.
+                    let quiet = self
+                        .policies
+                        .zones
+                        .zones(&profile.contact.time_zone, region)
+                        .and_then(|zones| {
+                            quiet_until(window, &zones, now).map(|until| (until, zones.describe()))
+                        });
+                    known.push((window, region.to_string(), quiet.clone()));
+                    quiet
+                }
             };
-            if let Some(until) = quiet_until(window, &zones, now) {
+            if let Some((until, zones)) = quiet {
                 a.quiet_until = Some(until);
-                a.quiet_reason =
-                    format!("{} quiet hours {window} in {}", a.channel, zones.describe());
+                a.quiet_reason = format!("{} quiet hours {window} in {zones}", a.channel);
             }
         }
     }
 }
+
+/// Quiet hours in force: until when, and in which zones (in words).
+type Quiet = (Millis, String);
