@@ -174,6 +174,68 @@ async fn a_fixed_line_is_ineligible_for_sms_and_fine_for_voice() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn numbers_whose_national_part_starts_with_zero_are_valid_with_their_type() {
+    // Italy keeps the 0 of its fixed lines in international form, and Côte
+    // d'Ivoire's numbers all start with 0: the phone number crate's own type
+    // lookup dropped those zeros and such numbers were refused.
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let contact = upsert(
+        &mut client,
+        proto::UpsertContactRequest {
+            contact_id: "giulia".into(),
+            addresses: vec![
+                address(Channel::Voice, "+39 02 1234 5678", "office"),
+                proto::AddressInput {
+                    region: "CI".into(),
+                    ..address(Channel::Sms, "07 01 23 45 67", "mobile")
+                },
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let phones: Vec<(String, i32, String)> = contact
+        .addresses
+        .iter()
+        .filter_map(|a| a.address.as_ref())
+        .map(|a| (a.region.clone(), a.phone_type, a.label.clone()))
+        .collect();
+    assert!(
+        phones.contains(&("IT".into(), PhoneType::FixedLine as i32, "office".into())),
+        "{phones:?}"
+    );
+    assert!(
+        phones.contains(&("CI".into(), PhoneType::Mobile as i32, "mobile".into())),
+        "{phones:?}"
+    );
+    // An event on the Italian fixed line is recorded, not refused.
+    let e = event(
+        "giulia-1",
+        "giulia",
+        Channel::Voice,
+        Status::Delivered,
+        now_ms(),
+    );
+    assert!(
+        !record(&mut client, to(e, "+390212345678")).await,
+        "new, not a duplicate"
+    );
+    let reach = reachability(&mut client, "giulia", None).await;
+    let sms = channel_score(&reach, Channel::Sms);
+    assert!(sms.eligible, "the Ivorian mobile takes texts: {sms:?}");
+    let voice = channel_score(&reach, Channel::Voice);
+    assert!(voice.eligible, "{voice:?}");
+    assert_eq!(voice.address.unwrap().region, "IT");
+    assert!(
+        voice.reasons.iter().any(|r| r.contains("1 delivered")),
+        "{:?}",
+        voice.reasons
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn invalid_addresses_are_refused_naming_the_field_and_nothing_is_written() {
     let server = TestServer::start().await;
     let mut client = server.client().await;

@@ -9,6 +9,7 @@ pub mod evidence;
 pub mod latency;
 pub mod message;
 pub mod model;
+pub mod numbering_plan;
 pub mod policy;
 pub mod profile;
 pub mod quiet_hours;
