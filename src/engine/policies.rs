@@ -9,7 +9,7 @@ use crate::{
         BestChannel, Channel, ContactProfile, InvalidField, Millis, Reachability,
         address::AddressKind,
         policy::{DEFAULT_POLICY, SendPolicy, choose},
-        quiet_hours::{QuietHoursConfig, QuietWindow, ZoneBook, quiet_until},
+        quiet_hours::{QuietHoursConfig, QuietWindow, ZoneBook},
         scoring::apply_urgency,
     },
     engine::{
@@ -269,13 +269,10 @@ impl<S: Store> Engine<S> {
                 Some((_, _, quiet)) => quiet.clone(),
                 None => {
                     // Local time unknown and no default zone: not guessed.
-                    let quiet = self
-                        .policies
-                        .zones
+                    let book = &self.policies.zones;
+                    let quiet = book
                         .zones(&profile.contact.time_zone, region)
-                        .and_then(|zones| {
-                            quiet_until(window, &zones, now).map(|until| (until, zones.describe()))
-                        });
+                        .and_then(|zones| book.quiet_until(window, &zones, now));
                     known.push((window, region.to_string(), quiet.clone()));
                     quiet
                 }
