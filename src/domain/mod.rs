@@ -4,6 +4,7 @@
 pub mod action;
 pub mod address;
 pub mod contact;
+pub mod decimals;
 pub mod event;
 pub mod evidence;
 pub mod latency;

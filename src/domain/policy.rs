@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     Channel, ChannelAssessment, Millis, ScoringModel,
+    decimals::Decimals,
     quiet_hours::QuietWindow,
-    scoring::{BestChannel, Reachability},
+    scoring::{BestChannel, Reachability, highest_weighted_reason},
 };
 
 /// What to do when a channel is in its quiet hours.
@@ -114,8 +115,9 @@ pub fn choose(
     for a in &mut ranked {
         if a.eligible && a.score < policy.min_score {
             let why = format!(
-                "score {:.2} is under policy {policy_name}'s minimum {:.2}",
-                a.score, policy.min_score
+                "score {} is under policy {policy_name}'s minimum {}",
+                Decimals::<2>(a.score),
+                Decimals::<2>(policy.min_score)
             );
             a.restrict(why);
         }
@@ -217,14 +219,7 @@ fn explain(
     let eligible = ranked.iter().filter(|a| a.eligible).count();
     let mut parts = Vec::new();
     if policy.fallback_chain.is_empty() {
-        parts.push(format!(
-            "{}: highest weighted score {:.3} (score {:.3}, weight {:.2}) of {eligible} eligible channel{}",
-            best.channel,
-            best.weighted,
-            best.score,
-            model.channel(best.channel).weight,
-            if eligible == 1 { "" } else { "s" }
-        ));
+        parts.push(highest_weighted_reason(best, eligible, model));
     } else {
         let chain: Vec<String> = policy
             .fallback_chain
@@ -250,10 +245,10 @@ fn explain(
             format!("after {}", skipped.join(", "))
         };
         parts.push(format!(
-            "{}: {step} in policy {name}'s fallback chain {} (score {:.3})",
+            "{}: {step} in policy {name}'s fallback chain {} (score {})",
             best.channel,
             chain.join(" -> "),
-            best.score
+            Decimals::<3>(best.score)
         ));
     }
     if let Some(address) = &best.address {

@@ -18,7 +18,7 @@
 //! against it looks small, and the outlook would fall silent while the
 //! route is still down.
 
-use crate::domain::{Status, route_health::RouteHealthConfig, stats::StatCell};
+use crate::domain::{Status, decimals::Decimals, route_health::RouteHealthConfig, stats::StatCell};
 
 /// Outcomes of one route on one day: what a delivery rate needs, and the
 /// mix of failures that tells a route losing receipts (`route_silence.rs`).
@@ -90,8 +90,11 @@ impl Outlook {
             n => format!(" (and the {n} days before)"),
         };
         format!(
-            "route {route} delivered {:.2} over the last {}h{since} against {:.2} before: score x {:.2}",
-            self.recent_rate, self.window_hours, self.baseline_rate, self.factor
+            "route {route} delivered {} over the last {}h{since} against {} before: score x {}",
+            Decimals::<2>(self.recent_rate),
+            self.window_hours,
+            Decimals::<2>(self.baseline_rate),
+            Decimals::<2>(self.factor)
         )
     }
 }

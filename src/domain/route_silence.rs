@@ -14,7 +14,7 @@
 //! Silence is never counted as a delivery: on a route that loses receipts
 //! it only says less about the contact.
 
-use crate::domain::{Channel, profile::Route, route_outlook::DayTally};
+use crate::domain::{Channel, decimals::Decimals, profile::Route, route_outlook::DayTally};
 
 /// How much of a failure one silence on a route is.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -32,8 +32,10 @@ impl RouteSilence {
     /// Why a silence weighs less; `route` is the route's name.
     pub fn reason(&self, route: &str) -> String {
         format!(
-            "route {route} returns {:.1} silences per explicit failure against {:.1} usual on the channel: it loses receipts, a silence there weighs {:.2} of a failure",
-            self.ratio, self.usual, self.share
+            "route {route} returns {} silences per explicit failure against {} usual on the channel: it loses receipts, a silence there weighs {} of a failure",
+            Decimals::<1>(self.ratio),
+            Decimals::<1>(self.usual),
+            Decimals::<2>(self.share)
         )
     }
 }

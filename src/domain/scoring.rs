@@ -4,9 +4,12 @@
 //! prior updated with decayed deliveries D and weighted decayed failures F.
 //! The full model is written up in `docs/scoring.md`.
 
+use std::fmt::Write as _;
+
 use crate::domain::{
     Channel, ChannelState, ContactProfile, Millis, ScoringModel,
     address::{AddressId, AddressInfo, ResolvedAddress},
+    decimals::Decimals,
     evidence::Evidence,
     profile::{AddressSlot, Route},
     route_outlook::Outlook,
@@ -308,9 +311,11 @@ pub fn assess_channel(
         && let Some(last) = state.last_cleared
     {
         reasons.push(format!(
-            "last known to work {} days ago: still in use with probability {still_in_use:.2} (churn {:.0}% a year), score {posterior:.2}",
+            "last known to work {} days ago: still in use with probability {} (churn {}% a year), score {}",
             (now.0 - last.0) / 86_400_000,
-            prior.churn_per_year * 100.0
+            Decimals::<2>(still_in_use),
+            Decimals::<0>(prior.churn_per_year * 100.0),
+            Decimals::<2>(posterior)
         ));
     }
     match (&suppressed, streak.hard.since) {
@@ -417,41 +422,70 @@ fn evidence_reason(
     model: &ScoringModel,
 ) -> String {
     if amount == 0.0 {
-        return format!("no history: prior {prior_mean:.2}");
+        return format!("no history: prior {}", Decimals::<2>(prior_mean));
     }
     format!(
-        "posterior {posterior:.2} from {:.2} delivered vs {failures:.2} failed (decayed, half-life {}) on prior {prior_mean:.2}",
-        ev.delivered,
-        days_or_exact(model.half_life)
+        "posterior {} from {} delivered vs {} failed (decayed, half-life {}) on prior {}",
+        Decimals::<2>(posterior),
+        Decimals::<2>(ev.delivered),
+        Decimals::<2>(failures),
+        DaysOrExact(model.half_life),
+        Decimals::<2>(prior_mean)
     )
 }
 
-/// "60d" rather than humantime's "1month 29days 13h 26m 24s" (it counts a
-/// month as 30.44 days).
-fn days_or_exact(d: std::time::Duration) -> String {
-    const DAY: u64 = 24 * 3600;
-    if d.as_secs() >= DAY && d.as_secs().is_multiple_of(DAY) && d.subsec_nanos() == 0 {
-        format!("{}d", d.as_secs() / DAY)
-    } else {
-        humantime::format_duration(d).to_string()
+/// A duration as "60d" rather than humantime's "1month 29days 13h 26m
+/// 24s" (it counts a month as 30.44 days), exact otherwise.
+struct DaysOrExact(std::time::Duration);
+
+impl std::fmt::Display for DaysOrExact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const DAY: u64 = 24 * 3600;
+        let d = self.0;
+        if d.as_secs() >= DAY && d.as_secs().is_multiple_of(DAY) && d.subsec_nanos() == 0 {
+            write!(f, "{}d", d.as_secs() / DAY)
+        } else {
+            write!(f, "{}", humantime::format_duration(d))
+        }
     }
 }
 
+/// "events: 3 delivered, 1 hard bounced", written into one string (every
+/// channel of every answer has one).
 fn counts_reason(state: &ChannelState) -> Option<String> {
     let c = &state.counts;
-    let parts: Vec<String> = [
+    let mut text = String::new();
+    for (n, what) in [
         (c.delivered, "delivered"),
         (c.bounced_hard, "hard bounced"),
         (c.pending_retry, "soft failed"),
         (c.unconfirmed, "unconfirmed"),
         (c.sent, "sent without a final receipt counted"),
         (c.opened + c.clicked + c.replied, "engagement events"),
-    ]
-    .into_iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, what)| format!("{n} {what}"))
-    .collect();
-    (!parts.is_empty()).then(|| format!("events: {}", parts.join(", ")))
+    ] {
+        if n > 0 {
+            text.push_str(if text.is_empty() { "events: " } else { ", " });
+            // Writing to a String cannot fail.
+            let _ = write!(text, "{n} {what}");
+        }
+    }
+    (!text.is_empty()).then_some(text)
+}
+
+/// Why `best` was chosen over the other `eligible` channels by weight.
+pub fn highest_weighted_reason(
+    best: &ChannelAssessment,
+    eligible: usize,
+    model: &ScoringModel,
+) -> String {
+    format!(
+        "{}: highest weighted score {} (score {}, weight {}) of {eligible} eligible channel{}",
+        best.channel,
+        Decimals::<3>(best.weighted),
+        Decimals::<3>(best.score),
+        Decimals::<2>(model.channel(best.channel).weight),
+        plural(eligible as u32)
+    )
 }
 
 fn plural(n: u32) -> &'static str {
@@ -471,8 +505,8 @@ pub fn apply_urgency(
         if let Some(why) = &degraded[a.channel.index()] {
             a.weighted *= model.urgent_degraded_factor;
             a.reasons.push(format!(
-                "urgent: {why}; ranked at {:.2} of its score",
-                model.urgent_degraded_factor
+                "urgent: {why}; ranked at {} of its score",
+                Decimals::<2>(model.urgent_degraded_factor)
             ));
         }
     }
@@ -510,14 +544,7 @@ pub fn best_channel(reach: Reachability, allowed: &[Channel], model: &ScoringMod
             ranked,
         };
     };
-    let reason = format!(
-        "{}: highest weighted score {:.3} (score {:.3}, weight {:.2}) of {eligible} eligible channel{}",
-        best.channel,
-        best.weighted,
-        best.score,
-        model.channel(best.channel).weight,
-        plural(eligible as u32)
-    );
+    let reason = highest_weighted_reason(best, eligible, model);
     BestChannel {
         channel: Some(best.channel),
         address: best.address.clone(),
