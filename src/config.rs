@@ -325,6 +325,7 @@ mod tests {
         .unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("REACH_SCORING__SUPPRESS_AFTER_HARD_FAILS", "4");
+            jail.set_env("REACH_STORE__COMMIT_GATHER", "2ms");
             let overrides = Overrides {
                 data_dir: Some("/from-flag".into()),
                 ..Overrides::default()
@@ -334,6 +335,7 @@ mod tests {
             assert_eq!(config.scoring.half_life, Duration::from_secs(14 * 86400));
             assert_eq!(config.scoring.suppress_after_hard_fails, 4);
             assert_eq!(config.scoring.sms.weight, 0.5);
+            assert_eq!(config.store.commit_gather, Duration::from_millis(2));
             assert_eq!(config.listen, Config::default().listen);
             Ok(())
         });

@@ -16,8 +16,9 @@ use crate::{
 };
 
 /// Raw sled inserts of `value_bytes`-byte values under random keys, each
-/// writer waiting for a group-commit flush before its next insert: the
-/// ceiling for durable single writes on this disk.
+/// writer waiting for a group-commit flush (gathered as reach's store
+/// gathers them by default) before its next insert: the ceiling for durable
+/// single writes on this disk.
 pub async fn sled_group_commit(
     dir: &Path,
     load: Load,
@@ -28,7 +29,8 @@ pub async fn sled_group_commit(
         .cache_capacity(64 << 20)
         .open()?;
     let flush_db = db.clone();
-    let group = Arc::new(GroupCommit::start("bench-flusher", move || {
+    let gather = SledConfig::default().commit_gather;
+    let group = Arc::new(GroupCommit::start("bench-flusher", gather, move || {
         flush_db.flush().map(drop).map_err(|e| e.to_string())
     })?);
     let value = Arc::new(vec![7u8; value_bytes]);

@@ -57,6 +57,11 @@ pub struct SledConfig {
     /// How long a recorded event id is remembered for deduplication.
     #[serde(with = "humantime_serde")]
     pub dedupe_window: Duration,
+    /// How long a flush to disk is held back, while writers are concurrent,
+    /// so that it covers more of them (zero: flush at once). A writer alone
+    /// never waits for it. See `storage::group_commit`.
+    #[serde(with = "humantime_serde")]
+    pub commit_gather: Duration,
     /// The Redis Cluster, if `backend = "redis"`.
     pub redis: super::RedisConfig,
 }
@@ -67,6 +72,7 @@ impl Default for SledConfig {
             backend: super::BackendKind::Sled,
             cache_capacity_mib: 64,
             dedupe_window: Duration::from_secs(30 * 24 * 3600),
+            commit_gather: Duration::from_micros(500),
             redis: super::RedisConfig::default(),
         }
     }
@@ -74,7 +80,9 @@ impl Default for SledConfig {
 
 pub struct SledStore {
     dir: PathBuf,
-    config: SledConfig,
+    /// What a reopen opens with; boxed, as it is read only then (and holds
+    /// the Redis settings too).
+    config: Box<SledConfig>,
     /// The open database; `None` only while it is being reopened.
     open: ArcSwapOption<Open>,
     /// A flush failed (disk full, read-only remount): sled refuses every
@@ -149,7 +157,7 @@ impl SledStore {
         let open = Open::start(&dir, config)?;
         Ok(SledStore {
             dir,
-            config: config.clone(),
+            config: Box::new(config.clone()),
             open: ArcSwapOption::from_pointee(open),
             failed: AtomicBool::new(false),
             writes: Arc::new(RwLock::new(())),
@@ -284,7 +292,7 @@ impl Open {
         // any descriptor of it, makes them durable too.
         let log = std::fs::File::open(dir.join("db"))
             .map_err(|e| StoreError::Unavailable(format!("opening sled's log file: {e}")))?;
-        let group = GroupCommit::start("reach-flusher", move || {
+        let group = GroupCommit::start("reach-flusher", config.commit_gather, move || {
             flush_db.flush().map_err(|e| e.to_string())?;
             log.sync_data().map_err(|e| format!("i/o error: {e}"))
         })
