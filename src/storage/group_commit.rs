@@ -10,8 +10,9 @@
 //! (`store.commit_gather`) so that it covers more of them: each flush costs
 //! CPU (sealing and writing sled's buffer, `sync_file_range`, `fdatasync`,
 //! waking threads) whether it covers one write or twenty, and on a busy
-//! machine that CPU is what the writes wait for. A writer alone (the last
-//! flush covered one ticket) is never held back.
+//! machine that CPU is what the writes wait for. Only a flush that follows
+//! another at once, and one that covered more than one ticket, is held back:
+//! a writer alone, or the first after a pause, never waits.
 
 use std::{
     sync::{
@@ -96,7 +97,8 @@ where
     F: Fn() -> Result<(), String>,
 {
     let mut covered = 0;
-    // Tickets the last flush covered: more than one means concurrent writers.
+    // Tickets the last flush covered, if the flusher has not idled since:
+    // more than one means concurrent writers.
     let mut last_group = 0;
     loop {
         {
@@ -104,6 +106,9 @@ where
             while shared.issued.load(Ordering::SeqCst) == covered
                 && !shared.stop.load(Ordering::SeqCst)
             {
+                // Idle: whatever comes next starts afresh, so the first
+                // write after a burst is not held back either.
+                last_group = 0;
                 guard = shared.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
             }
         }
@@ -227,6 +232,48 @@ mod tests {
         let n = flushes.load(Ordering::SeqCst);
         assert!((2..=6).contains(&n), "{n} flushes for 200 writers");
         assert!(started.elapsed() >= gather, "no flush was held back");
+    }
+
+    /// After a burst the flusher idles, and the next lone write is not held
+    /// back for the burst's sake: the first flush (100 ms) covers one
+    /// writer while twenty more arrive, the second covers the twenty, then
+    /// a write alone must not wait the 2 s gathering time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_first_write_after_a_burst_is_not_held_back() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let group = Arc::new(
+            GroupCommit::start("test-flusher", Duration::from_secs(2), move || {
+                if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Ok(())
+            })
+            .unwrap(),
+        );
+        let first = {
+            let g = group.clone();
+            tokio::spawn(async move { g.sync().await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let burst: Vec<_> = (0..20)
+            .map(|_| {
+                let g = group.clone();
+                tokio::spawn(async move { g.sync().await })
+            })
+            .collect();
+        first.await.unwrap().unwrap();
+        for w in burst {
+            w.await.unwrap().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        group.sync().await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a write after a pause waited {:?}",
+            started.elapsed()
+        );
     }
 
     /// A writer alone is never held back: with an hour's gathering time,
