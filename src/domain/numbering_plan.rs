@@ -204,25 +204,35 @@ fn lookup<'c>(compiled: &'c Compiled, code: u16, id: &str) -> Option<&'c PlanPat
 mod tests {
     use super::*;
 
+    /// Every descriptor of `plan` that types a number.
+    fn descriptors(plan: &Metadata) -> Vec<&Descriptor> {
+        let d = plan.descriptors();
+        [
+            Some(d.general()),
+            d.fixed_line(),
+            d.mobile(),
+            d.toll_free(),
+            d.premium_rate(),
+            d.shared_cost(),
+            d.personal_number(),
+            d.voip(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     /// Every example number of every plan, as an international number.
     fn examples(database: &Database) -> Vec<(String, PhoneNumber)> {
         let mut out = Vec::new();
         for plan in database.iter() {
-            let d = plan.descriptors();
-            let all = [
-                Some(d.general()),
-                d.fixed_line(),
-                d.mobile(),
-                d.toll_free(),
-                d.premium_rate(),
-                d.shared_cost(),
-                d.personal_number(),
-                d.voip(),
-                d.pager(),
-                d.uan(),
-                d.voicemail(),
-            ];
-            for example in all.into_iter().flatten().filter_map(Descriptor::example) {
+            for example in descriptors(plan)
+                .into_iter()
+                .filter_map(Descriptor::example)
+            {
                 let raw = format!("+{} {example}", plan.country_code());
                 if let Ok(number) = phonenumber::parse(None, &raw) {
                     out.push((raw, number));
@@ -296,20 +306,7 @@ mod tests {
         let database = &phonenumber::metadata::DATABASE;
         let (mut compared, mut by_prefix) = (0, 0);
         for plan in database.iter() {
-            let d = plan.descriptors();
-            let descriptors: Vec<&Descriptor> = [
-                Some(d.general()),
-                d.fixed_line(),
-                d.mobile(),
-                d.toll_free(),
-                d.premium_rate(),
-                d.shared_cost(),
-                d.voip(),
-                d.uan(),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
+            let descriptors = descriptors(plan);
             let examples = descriptors.iter().filter_map(|d| d.example());
             // Each example, one digit longer and one shorter.
             let numbers: Vec<String> = examples
