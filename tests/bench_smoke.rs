@@ -35,7 +35,8 @@ fn the_bench_harness_runs_end_to_end() {
         assert!(!row.contains("errors"), "{row}");
     }
     // The server's CPU per call, beside the echo server's where echo is
-    // the baseline (bulk's is raw sled, inside the bench process: none).
+    // the baseline (bulk's is raw sled, inside the bench process: none),
+    // and the server's file reads per item.
     let cpu_table = stdout
         .split("| contacts | scenario | server CPU us per item |")
         .nth(1)
@@ -54,6 +55,12 @@ fn the_bench_harness_runs_end_to_end() {
             let echo: f64 = cells[4].parse().unwrap();
             assert!(echo >= 0.0, "{row}");
         }
+        // The server's file reads per item (its store's cache misses): a
+        // number wherever the server's /proc could be read.
+        let reads: f64 = cells[6]
+            .parse()
+            .unwrap_or_else(|_| panic!("no file reads: {row}"));
+        assert!(reads >= 0.0, "{row}");
     }
     for figure in [
         "GetBestChannel p99 / echo p99",

@@ -144,6 +144,11 @@ impl ServerProcess {
         crate::bench::cpu_times::process_cpu(self.child.id())
     }
 
+    /// Read system calls on files the server has made so far.
+    pub fn file_reads(&self) -> Option<u64> {
+        crate::bench::cpu_times::process_file_reads(self.child.id())
+    }
+
     /// Resident set size now (VmRSS), in bytes.
     pub fn rss(&self) -> Option<u64> {
         proc_status_kib(self.child.id(), "VmRSS:").map(|kib| kib * 1024)

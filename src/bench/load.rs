@@ -38,6 +38,8 @@ pub struct Measured {
     /// CPU time the server process used in the window, where the run had
     /// a server process of its own to read it from.
     pub server_cpu: Option<Duration>,
+    /// Read system calls on files the server made in the same window.
+    pub server_file_reads: Option<u64>,
 }
 
 impl Measured {
@@ -49,6 +51,12 @@ impl Measured {
     pub fn server_cpu_us_per_item(&self) -> Option<f64> {
         let cpu = self.server_cpu?;
         (self.items > 0).then(|| cpu.as_secs_f64() * 1e6 / self.items as f64)
+    }
+
+    /// The server's file reads per item, where they were read.
+    pub fn server_file_reads_per_item(&self) -> Option<f64> {
+        let reads = self.server_file_reads?;
+        (self.items > 0).then(|| reads as f64 / self.items as f64)
     }
 
     /// Latency at quantile `q` (0..1), in microseconds.
@@ -128,6 +136,7 @@ where
         elapsed: Duration::ZERO,
         latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
         server_cpu: None,
+        server_file_reads: None,
     };
     // The window: the calls begun in it stand for its throughput (those
     // begun in the warm-up and ending in it make up for those ending after

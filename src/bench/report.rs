@@ -48,6 +48,14 @@ fn cpu_median<'a>(runs: impl Iterator<Item = &'a Measured>) -> f64 {
     median(runs.filter_map(Measured::server_cpu_us_per_item).collect())
 }
 
+/// The median of the runs' server file reads per item, NaN if none was read.
+fn file_reads_median<'a>(runs: impl Iterator<Item = &'a Measured>) -> f64 {
+    median(
+        runs.filter_map(Measured::server_file_reads_per_item)
+            .collect(),
+    )
+}
+
 /// Medians of one (contacts, scenario) cell.
 pub struct Cell {
     pub throughput: f64,
@@ -63,6 +71,8 @@ pub struct Cell {
     /// Server CPU microseconds per item (NaN where not read).
     pub cpu_us: f64,
     pub baseline_cpu_us: f64,
+    /// Server read system calls on files per item (NaN where not read).
+    pub file_reads: f64,
 }
 
 impl Findings {
@@ -89,6 +99,7 @@ impl Findings {
             errors: pairs.iter().map(|p| p.reach.errors).sum(),
             cpu_us: cpu_median(pairs.iter().map(|p| &p.reach)),
             baseline_cpu_us: cpu_median(pairs.iter().map(|p| &p.baseline)),
+            file_reads: file_reads_median(pairs.iter().map(|p| &p.reach)),
         })
     }
 
@@ -152,10 +163,12 @@ impl Findings {
 
     /// What each call cost the server's CPU, beside what an echo call costs
     /// the echo server: steadier than throughput on a machine whose host
-    /// takes CPU away (a stolen slice slows both, but costs neither).
+    /// takes CPU away (a stolen slice slows both, but costs neither). The
+    /// server's file reads per item show what the store's cache misses
+    /// cost: sled reads every fragment of an uncached page apart.
     fn render_cpu(&self) -> String {
         let mut out = String::from(
-            "| contacts | scenario | server CPU us per item | echo server CPU us per call | ratio |\n|---:|---|---:|---:|---:|\n",
+            "| contacts | scenario | server CPU us per item | echo server CPU us per call | ratio | server file reads per item |\n|---:|---|---:|---:|---:|---:|\n",
         );
         let mut rows = 0;
         for contacts in self.store_sizes() {
@@ -174,9 +187,14 @@ impl Findings {
                 } else {
                     ("-".into(), "-".into())
                 };
+                let reads = if c.file_reads.is_finite() {
+                    format!("{:.2}", c.file_reads)
+                } else {
+                    "-".into()
+                };
                 let _ = writeln!(
                     out,
-                    "| {contacts} | {scenario} | {:.1} | {echo} | {ratio} |",
+                    "| {contacts} | {scenario} | {:.1} | {echo} | {ratio} | {reads} |",
                     c.cpu_us
                 );
                 rows += 1;

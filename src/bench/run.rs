@@ -227,10 +227,10 @@ impl RunSpec {
     }
 }
 
-/// Runs `run` and reads the CPU `server` used in its measured window: from
-/// the end of the warm-up (timed from the same first poll as the run's
-/// own) until the run returns, which includes the few calls a worker began
-/// in the window and finished after it.
+/// Runs `run` and reads the CPU `server` used in its measured window (and
+/// the file reads it made): from the end of the warm-up (timed from the
+/// same first poll as the run's own) until the run returns, which includes
+/// the few calls a worker began in the window and finished after it.
 async fn with_server_cpu(
     server: &ServerProcess,
     load: Load,
@@ -238,11 +238,14 @@ async fn with_server_cpu(
 ) -> Measured {
     let at_window = async {
         tokio::time::sleep(load.warmup).await;
-        server.cpu_time()
+        (server.cpu_time(), server.file_reads())
     };
-    let (mut measured, from) = tokio::join!(run, at_window);
-    measured.server_cpu = from
+    let (mut measured, (cpu_from, reads_from)) = tokio::join!(run, at_window);
+    measured.server_cpu = cpu_from
         .zip(server.cpu_time())
+        .map(|(from, to)| to.saturating_sub(from));
+    measured.server_file_reads = reads_from
+        .zip(server.file_reads())
         .map(|(from, to)| to.saturating_sub(from));
     measured
 }
