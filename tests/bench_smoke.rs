@@ -96,6 +96,8 @@ fn the_soak_runs_and_reports_its_drift() {
         "| store MiB |",
         "| machine busy % | stolen by the host % |",
         "| stolen by the host | windows | median p99 ms | worst p99 ms |",
+        "| server CPU us per call |",
+        "| server file reads per call |",
     ] {
         assert!(stdout.contains(figure), "missing {figure}:\n{stdout}");
     }
@@ -108,6 +110,11 @@ fn the_soak_runs_and_reports_its_drift() {
         // The machine ran the client and the server in that second.
         let busy: f64 = row.split('|').nth(12).unwrap().trim().parse().unwrap();
         assert!(busy > 0.0, "{row}");
+        // And the server spent CPU on each call.
+        let cpu: f64 = row.split('|').nth(14).unwrap().trim().parse().unwrap();
+        assert!(cpu > 0.0, "{row}");
+        let reads: f64 = row.split('|').nth(15).unwrap().trim().parse().unwrap();
+        assert!(reads >= 0.0, "{row}");
     }
 }
 

@@ -68,6 +68,12 @@ pub struct Sample {
     /// How the whole machine's CPU was spent in the window (client, server
     /// and anything else), where the system tells it.
     pub machine: Option<CpuShares>,
+    /// The server's CPU time per completed call in the window, in
+    /// microseconds, and its read system calls on files per call (sled's
+    /// reads of pages it does not cache, two per log fragment): what a call
+    /// costs as the store grows. NaN where not read.
+    pub server_cpu_us_per_call: f64,
+    pub file_reads_per_call: f64,
 }
 
 /// What a soak measured.
@@ -166,6 +172,8 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
     tokio::time::sleep_until(next.into()).await;
     std::mem::take(&mut *tally.lock().expect("tally"));
     let mut cpu = CpuTimes::now();
+    let mut server_cpu = reach.cpu_time();
+    let mut file_reads = reach.file_reads();
     while next + spec.window <= end {
         next += spec.window;
         tokio::time::sleep_until(next.into()).await;
@@ -175,6 +183,22 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
         let cpu_now = CpuTimes::now();
         let machine = cpu.zip(cpu_now).map(|(a, b)| a.shares_until(b));
         cpu = cpu_now;
+        let (server_cpu_now, file_reads_now) = (reach.cpu_time(), reach.file_reads());
+        let per_call = |amount: Option<f64>| match amount {
+            Some(amount) if window.calls > 0 => amount / window.calls as f64,
+            _ => f64::NAN,
+        };
+        let server_cpu_us_per_call = per_call(
+            server_cpu
+                .zip(server_cpu_now)
+                .map(|(a, b)| b.saturating_sub(a).as_secs_f64() * 1e6),
+        );
+        let file_reads_per_call = per_call(
+            file_reads
+                .zip(file_reads_now)
+                .map(|(a, b)| b.saturating_sub(a) as f64),
+        );
+        (server_cpu, file_reads) = (server_cpu_now, file_reads_now);
         let sample = Sample {
             at: next - start,
             calls: window.calls,
@@ -188,6 +212,8 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
             allocator_resident_bytes: allocator.map_or(0, |a| a.resident),
             store_bytes: dir_size(&data_dir).unwrap_or(0),
             machine,
+            server_cpu_us_per_call,
+            file_reads_per_call,
         };
         eprintln!("{}", sample.row(spec.window));
         samples.push(sample);
@@ -210,7 +236,7 @@ impl Sample {
             None => ("-".into(), "-".into()),
         };
         format!(
-            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {busy} | {stolen} |",
+            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {busy} | {stolen} | {:.1} | {:.2} |",
             self.at.as_secs_f64() / 60.0,
             self.calls as f64 / window.as_secs_f64(),
             self.errors,
@@ -222,6 +248,8 @@ impl Sample {
             mib(self.heap_bytes),
             mib(self.allocator_resident_bytes),
             mib(self.store_bytes),
+            self.server_cpu_us_per_call,
+            self.file_reads_per_call,
         )
     }
 }
@@ -314,6 +342,27 @@ impl Soak {
                     "| {label} | {a:.1} | {b:.1} | {change:+.1}% | {note} |"
                 );
             }
+            let costs = [
+                (
+                    "server CPU us per call",
+                    first.server_cpu_us_per_call,
+                    last.server_cpu_us_per_call,
+                    1,
+                ),
+                (
+                    "server file reads per call",
+                    first.file_reads_per_call,
+                    last.file_reads_per_call,
+                    2,
+                ),
+            ];
+            for (label, a, b, decimals) in costs {
+                let change = drift(a, b) * 100.0;
+                let _ = writeln!(
+                    out,
+                    "| {label} | {a:.decimals$} | {b:.decimals$} | {change:+.1}% | what a call costs as the store grows |"
+                );
+            }
             if let (Some(a), Some(b)) = (first.machine, last.machine) {
                 let _ = writeln!(
                     out,
@@ -328,9 +377,12 @@ impl Soak {
         }
         let _ = writeln!(
             out,
-            "| minute | calls/s | errors | p50 ms | p99 ms | GetBestChannel p99 ms | RecordEvent p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB | machine busy % | stolen by the host % |"
+            "| minute | calls/s | errors | p50 ms | p99 ms | GetBestChannel p99 ms | RecordEvent p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB | machine busy % | stolen by the host % | server CPU us per call | server file reads per call |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
         for sample in &self.samples {
             let _ = writeln!(out, "{}", sample.row(spec.window));
         }

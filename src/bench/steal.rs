@@ -97,6 +97,8 @@ mod tests {
             allocator_resident_bytes: 0,
             store_bytes: 0,
             machine: stolen.map(|stolen| CpuShares { busy: 90.0, stolen }),
+            server_cpu_us_per_call: 100.0,
+            file_reads_per_call: 2.0,
         }
     }
 
