@@ -23,7 +23,10 @@ use crate::{
     config::Config,
     domain::Millis,
     engine::Engine,
-    grpc::ReachabilityApi,
+    grpc::{
+        ReachabilityApi,
+        reply_frames::{CopiedWrites, ReplyFramesLayer},
+    },
     proto::{self, reachability_service_server::ReachabilityServiceServer},
     providers::Providers,
     storage::{Backend, Store as _},
@@ -142,11 +145,14 @@ pub async fn serve_with(
             config.max_concurrent_calls,
         ));
     let mut builder = Server::builder();
+    let mut reply_frames = ReplyFramesLayer::copied();
     if let Some(tls) = config.tls.server_config().map_err(anyhow::Error::msg)? {
         builder = builder.tls_config(tls).context("configuring TLS")?;
+        reply_frames = ReplyFramesLayer::whole();
     }
     let server = builder
         .timeout(config.request_timeout)
+        .layer(reply_frames)
         .layer(limits)
         .trace_fn(|request| {
             tracing::info_span!("rpc", method = %request.uri().path(), tenant = tracing::field::Empty)
@@ -156,7 +162,7 @@ pub async fn serve_with(
         .add_service(reflection_v1alpha)
         .add_service(api)
         .add_service(admin_api)
-        .serve_with_incoming_shutdown(incoming(listener), async {
+        .serve_with_incoming_shutdown(copied_writes(listener), async {
             let _ = stop_rx.await;
         });
     tokio::pin!(server);
@@ -235,6 +241,14 @@ fn panic_to_status(
 /// for answers, the worst case for Nagle plus delayed ACKs (40 ms stalls).
 pub fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// Accepted connections as [`CopiedWrites`]: see `grpc::reply_frames`.
+fn copied_writes(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<CopiedWrites>> {
+    use tokio_stream::StreamExt;
+    incoming(listener).map(|accepted| accepted.map(CopiedWrites))
 }
 
 /// The descriptor sets of every service served on the gRPC port: their

@@ -6,6 +6,7 @@ mod convert;
 mod delivery;
 mod policies;
 mod providers;
+pub mod reply_frames;
 pub mod request_metrics;
 mod senders;
 mod service;
