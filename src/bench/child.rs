@@ -172,6 +172,13 @@ impl ServerProcess {
         })
     }
 
+    /// The server's own histogram of the soak's calls, from its `/metrics`,
+    /// if it has an admin port.
+    pub async fn request_durations(&self) -> Option<crate::bench::server_latency::Buckets> {
+        let text = get_metrics(self.admin?).await.ok()?;
+        Some(crate::bench::server_latency::Buckets::parse(&text))
+    }
+
     /// Graceful stop (SIGTERM), waiting for the exit.
     pub fn stop(mut self) -> anyhow::Result<()> {
         Command::new("kill")

@@ -18,6 +18,7 @@ mod redis_compare;
 mod report;
 mod run;
 mod scenarios;
+mod server_latency;
 mod soak;
 mod steal;
 
@@ -157,8 +158,11 @@ pub struct SoakArgs {
     /// settings at the same load, since the probe moves between runs.
     #[arg(long)]
     rate: Option<f64>,
-    /// Calls in flight at most.
-    #[arg(long, default_value_t = 64)]
+    /// Calls in flight at most: the open-loop workers, one in five of them
+    /// writers (`RecordEvent`), the others readers (`GetBestChannel`), each
+    /// pool paced at its share of the rate. Enough that a slow call does
+    /// not hold back the calls scheduled after it.
+    #[arg(long, default_value_t = 512)]
     workers: usize,
     /// Closed-loop run that measures the maximum throughput first.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]

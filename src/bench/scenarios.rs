@@ -52,10 +52,13 @@ impl Scenario {
         }
     }
 
-    /// Whether the `seq`th call of a mixed worker is its `RecordEvent` (one
-    /// in five; the others are `GetBestChannel`).
+    /// One call in this many of the mixed load is a `RecordEvent`; the
+    /// others are `GetBestChannel`.
+    pub const MIXED_WRITE_EVERY: u64 = 5;
+
+    /// Whether the `seq`th call of a mixed worker is its `RecordEvent`.
     pub fn mixed_writes(seq: u64) -> bool {
-        seq % 5 == 4
+        seq % Self::MIXED_WRITE_EVERY == Self::MIXED_WRITE_EVERY - 1
     }
 
     /// Whether the echo service is the baseline (bulk is compared with raw sled).

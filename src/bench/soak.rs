@@ -35,7 +35,8 @@ pub struct SoakSpec {
     pub fraction: f64,
     /// A fixed rate to offer instead of the fraction.
     pub rate: Option<f64>,
-    /// Calls in flight at most (open-loop workers).
+    /// Calls in flight at most (open-loop workers, one in five of them
+    /// writers).
     pub workers: usize,
     /// Unreported time at the paced rate before the first window (caches
     /// fill, the allocator settles).
@@ -57,6 +58,11 @@ pub struct Sample {
     /// `RecordEvent` calls alone: which of the two moves the mixed p99.
     pub read_p99_us: u64,
     pub write_p99_us: u64,
+    /// The bound (seconds) of the server's own histogram bucket that holds
+    /// the p99 of the window's calls, as the server measured them: a client
+    /// p99 far above it was spent outside the server's handlers. None where
+    /// not read.
+    pub server_p99_bound_s: Option<f64>,
     pub rss_bytes: u64,
     /// The server's live heap (jemalloc `allocated`); 0 if unknown.
     pub heap_bytes: u64,
@@ -112,6 +118,57 @@ impl Tally {
     }
 }
 
+/// The soak's open-loop workers, in two pools: readers that call
+/// `GetBestChannel` and writers that call `RecordEvent`, each pool paced at
+/// its share of the offered rate (four reads to one write, the mix of the
+/// probe). Apart, as the orchestration engines that read and the ingestion
+/// jobs that write are apart: with one pool, a worker waiting for a durable
+/// write delayed the reads scheduled after it on the same worker, and a
+/// flush that held every worker in a write charged every read queued behind
+/// it (docs/reliability.md, "Soak").
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Pools {
+    readers: usize,
+    writers: usize,
+    read_rate: f64,
+    write_rate: f64,
+}
+
+impl Pools {
+    fn split(workers: usize, offered_per_sec: f64) -> Pools {
+        let every = Scenario::MIXED_WRITE_EVERY;
+        let workers = workers.max(2);
+        let writers = (workers / every as usize).max(1);
+        let write_rate = offered_per_sec / every as f64;
+        Pools {
+            readers: workers - writers,
+            writers,
+            read_rate: offered_per_sec - write_rate,
+            write_rate,
+        }
+    }
+
+    /// What the `worker`th worker calls, whether that is a write, when its
+    /// first call is due (from the start) and the time between its calls.
+    fn schedule(&self, worker: usize) -> (Scenario, bool, Duration, Duration) {
+        let (scenario, write, index, size, rate) = if worker < self.readers {
+            let r = self.read_rate;
+            (Scenario::BestChannel, false, worker, self.readers, r)
+        } else {
+            let w = self.write_rate;
+            let index = worker - self.readers;
+            (Scenario::RecordEvent, true, index, self.writers, w)
+        };
+        let rate = rate.max(f64::MIN_POSITIVE);
+        (
+            scenario,
+            write,
+            Duration::from_secs_f64(index as f64 / rate),
+            Duration::from_secs_f64(size as f64 / rate),
+        )
+    }
+}
+
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
@@ -144,19 +201,18 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let start = Instant::now() + Duration::from_millis(50);
     let end = start + spec.settle + spec.duration;
-    let workers = spec.workers.max(1);
-    let interval = Duration::from_secs_f64(workers as f64 / offered_per_sec);
-    let mut tasks = Vec::with_capacity(workers);
-    for worker in 0..workers {
+    let pools = Pools::split(spec.workers, offered_per_sec);
+    let mut tasks = Vec::with_capacity(pools.readers + pools.writers);
+    for worker in 0..pools.readers + pools.writers {
         let (target, tally) = (target.clone(), tally.clone());
-        let first = start + Duration::from_secs_f64(worker as f64 / offered_per_sec);
+        let (scenario, write, first, interval) = pools.schedule(worker);
+        let first = start + first;
         tasks.push(tokio::spawn(async move {
             let mut due = first;
             let mut seq = 0u64;
             while due < end {
                 tokio::time::sleep_until(due.into()).await;
-                let ok = target.call(Scenario::Mixed, worker, seq).await.is_ok();
-                let write = Scenario::mixed_writes(seq);
+                let ok = target.call(scenario, worker, seq).await.is_ok();
                 tally
                     .lock()
                     .expect("tally")
@@ -174,12 +230,19 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
     let mut cpu = CpuTimes::now();
     let mut server_cpu = reach.cpu_time();
     let mut file_reads = reach.file_reads();
+    let mut durations = reach.request_durations().await;
     while next + spec.window <= end {
         next += spec.window;
         tokio::time::sleep_until(next.into()).await;
         let window = std::mem::take(&mut *tally.lock().expect("tally"));
         let hist = window.latency_us.as_ref();
         let allocator = reach.allocator().await;
+        let durations_now = reach.request_durations().await;
+        let server_p99_bound_s = durations_now
+            .as_ref()
+            .zip(durations.as_ref())
+            .and_then(|(now, before)| now.p99_since(before));
+        durations = durations_now;
         let cpu_now = CpuTimes::now();
         let machine = cpu.zip(cpu_now).map(|(a, b)| a.shares_until(b));
         cpu = cpu_now;
@@ -207,6 +270,7 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
             p99_us: p99(&window.latency_us),
             read_p99_us: p99(&window.read_us),
             write_p99_us: p99(&window.write_us),
+            server_p99_bound_s,
             rss_bytes: reach.rss().unwrap_or(0),
             heap_bytes: allocator.map_or(0, |a| a.allocated),
             allocator_resident_bytes: allocator.map_or(0, |a| a.resident),
@@ -236,7 +300,7 @@ impl Sample {
             None => ("-".into(), "-".into()),
         };
         format!(
-            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {busy} | {stolen} | {:.1} | {:.2} |",
+            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {busy} | {stolen} | {:.1} | {:.2} |",
             self.at.as_secs_f64() / 60.0,
             self.calls as f64 / window.as_secs_f64(),
             self.errors,
@@ -244,6 +308,7 @@ impl Sample {
             ms(self.p99_us),
             ms(self.read_p99_us),
             ms(self.write_p99_us),
+            bound_ms(self.server_p99_bound_s),
             mib(self.rss_bytes),
             mib(self.heap_bytes),
             mib(self.allocator_resident_bytes),
@@ -251,6 +316,15 @@ impl Sample {
             self.server_cpu_us_per_call,
             self.file_reads_per_call,
         )
+    }
+}
+
+/// A histogram bucket's bound in milliseconds, as the report prints it.
+fn bound_ms(bound_s: Option<f64>) -> String {
+    match bound_s {
+        Some(b) if b.is_finite() => format!("≤ {}", b * 1000.0),
+        Some(_) => "over the last bound".into(),
+        None => "-".into(),
     }
 }
 
@@ -274,15 +348,18 @@ impl Soak {
     /// Markdown: the drift verdict, then one row per window.
     pub fn render(&self, spec: &SoakSpec) -> String {
         let mut out = String::new();
+        let pools = Pools::split(spec.workers, self.offered_per_sec);
         let _ = writeln!(
             out,
             "Soak: {} contacts, mixed load (4 GetBestChannel : 1 RecordEvent), {:.0}/s offered \
-             = {:.0}% of the measured maximum {:.0}/s, {} workers, {:?} settling + {:?} measured.\n",
+             = {:.0}% of the measured maximum {:.0}/s, open-loop from {} readers and {} writers, \
+             {:?} settling + {:?} measured.\n",
             spec.contacts,
             self.offered_per_sec,
             self.offered_per_sec / self.max_per_sec.max(1.0) * 100.0,
             self.max_per_sec,
-            spec.workers,
+            pools.readers,
+            pools.writers,
             spec.settle,
             spec.duration,
         );
@@ -363,6 +440,12 @@ impl Soak {
                     "| {label} | {a:.decimals$} | {b:.decimals$} | {change:+.1}% | what a call costs as the store grows |"
                 );
             }
+            let _ = writeln!(
+                out,
+                "| server's own p99 ms (its histogram's bucket) | {} | {} | | a client p99 far above it was spent outside the server's handlers |",
+                bound_ms(first.server_p99_bound_s),
+                bound_ms(last.server_p99_bound_s),
+            );
             if let (Some(a), Some(b)) = (first.machine, last.machine) {
                 let _ = writeln!(
                     out,
@@ -377,11 +460,11 @@ impl Soak {
         }
         let _ = writeln!(
             out,
-            "| minute | calls/s | errors | p50 ms | p99 ms | GetBestChannel p99 ms | RecordEvent p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB | machine busy % | stolen by the host % | server CPU us per call | server file reads per call |"
+            "| minute | calls/s | errors | p50 ms | p99 ms | GetBestChannel p99 ms | RecordEvent p99 ms | server's own p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB | machine busy % | stolen by the host % | server CPU us per call | server file reads per call |"
         );
         let _ = writeln!(
             out,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for sample in &self.samples {
             let _ = writeln!(out, "{}", sample.row(spec.window));
@@ -413,5 +496,35 @@ mod tests {
         assert_eq!(ms(&tally.write_us), 40);
         assert_eq!(tally.latency_us.as_ref().map(|h| h.len()), Some(100));
         assert_eq!(ms(&Tally::default().write_us), 0);
+    }
+
+    #[test]
+    fn readers_and_writers_share_the_rate_four_to_one() {
+        let pools = Pools::split(512, 6600.0);
+        assert_eq!((pools.readers, pools.writers), (410, 102));
+        assert_eq!((pools.read_rate, pools.write_rate), (5280.0, 1320.0));
+
+        // Each pool's workers are spread evenly over one interval, and
+        // together they offer the pool's rate.
+        let (scenario, write, first, interval) = pools.schedule(0);
+        assert_eq!(
+            (scenario, write, first),
+            (Scenario::BestChannel, false, Duration::ZERO)
+        );
+        assert!((410.0 / interval.as_secs_f64() - 5280.0).abs() < 0.01);
+        let (_, _, first, _) = pools.schedule(409);
+        assert!(first < interval);
+        let (scenario, write, first, interval) = pools.schedule(410);
+        assert_eq!(
+            (scenario, write, first),
+            (Scenario::RecordEvent, true, Duration::ZERO)
+        );
+        assert!((102.0 / interval.as_secs_f64() - 1320.0).abs() < 0.01);
+        let (_, write, first, _) = pools.schedule(511);
+        assert!(write && first < interval);
+
+        // A soak always has a reader and a writer.
+        let tiny = Pools::split(1, 10.0);
+        assert_eq!((tiny.readers, tiny.writers), (1, 1));
     }
 }

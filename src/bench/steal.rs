@@ -92,6 +92,7 @@ mod tests {
             p99_us: p99_ms * 1000,
             read_p99_us: 0,
             write_p99_us: 0,
+            server_p99_bound_s: None,
             rss_bytes: 0,
             heap_bytes: 0,
             allocator_resident_bytes: 0,
