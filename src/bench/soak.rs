@@ -506,22 +506,18 @@ mod tests {
 
         // Each pool's workers are spread evenly over one interval, and
         // together they offer the pool's rate.
-        let (scenario, write, first, interval) = pools.schedule(0);
-        assert_eq!(
-            (scenario, write, first),
-            (Scenario::BestChannel, false, Duration::ZERO)
-        );
-        assert!((410.0 / interval.as_secs_f64() - 5280.0).abs() < 0.01);
-        let (_, _, first, _) = pools.schedule(409);
-        assert!(first < interval);
-        let (scenario, write, first, interval) = pools.schedule(410);
-        assert_eq!(
-            (scenario, write, first),
-            (Scenario::RecordEvent, true, Duration::ZERO)
-        );
-        assert!((102.0 / interval.as_secs_f64() - 1320.0).abs() < 0.01);
-        let (_, write, first, _) = pools.schedule(511);
-        assert!(write && first < interval);
+        let pools_of = [
+            (0, 409, Scenario::BestChannel, false, 410.0, 5280.0),
+            (410, 511, Scenario::RecordEvent, true, 102.0, 1320.0),
+        ];
+        for (first_worker, last_worker, kind, writes, size, rate) in pools_of {
+            let (scenario, write, first, interval) = pools.schedule(first_worker);
+            assert_eq!((scenario, write, first), (kind, writes, Duration::ZERO));
+            assert!((size / interval.as_secs_f64() - rate).abs() < 0.01);
+            let (scenario, write, last, _) = pools.schedule(last_worker);
+            assert_eq!((scenario, write), (kind, writes));
+            assert!(last < interval);
+        }
 
         // A soak always has a reader and a writer.
         let tiny = Pools::split(1, 10.0);
