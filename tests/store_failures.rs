@@ -17,7 +17,7 @@ use std::{
 
 use common::{
     Client, connect, counts, dead_letters, event, now_ms, profile, record, request, stats_totals,
-    watch,
+    ts, watch,
 };
 use reach::{
     config::Config,
@@ -32,8 +32,8 @@ use reach::{
     },
     providers::Providers,
     storage::{
-        Catalog, Commit, CommitOp, ContactKey, Deadline, LoadRequest, Record, SledStore, Snapshot,
-        StatDelta, Store, StoreError, Tenant,
+        Catalog, Commit, CommitOp, ContactKey, Deadline, Granularity, LoadRequest, Record,
+        SledStore, Snapshot, StatDelta, Store, StoreError, Tenant,
     },
 };
 use tokio::sync::watch as signal;
@@ -57,12 +57,15 @@ enum Fault {
     UnconfirmedWrite,
 }
 
-/// sled, with `commit_many` failing once as its [`Fault`] says, and
-/// `append_actions` failing once when `fail_actions` is set.
+/// sled, with `commit_many` failing once as its [`Fault`] says,
+/// `append_actions` failing once when `fail_actions` is set, and
+/// `add_stats` failing once halfway (the day cells written, the minute
+/// cells not) when `fail_stats` is set.
 struct FlakyStore {
     inner: SledStore,
     fault: Mutex<Fault>,
     fail_actions: AtomicBool,
+    fail_stats: AtomicBool,
 }
 
 impl FlakyStore {
@@ -167,8 +170,20 @@ impl Store for FlakyStore {
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.inner.list_entries(c, t).await
     }
-    async fn add_stats(&self, deltas: Vec<StatDelta>) -> Result<(), StoreError> {
-        self.inner.add_stats(deltas).await
+    async fn add_stats(&self, deltas: &mut Vec<StatDelta>) -> Result<(), StoreError> {
+        if !self.fail_stats.swap(false, Ordering::SeqCst) {
+            return self.inner.add_stats(deltas).await;
+        }
+        let (mut days, minutes): (Vec<_>, Vec<_>) = deltas
+            .drain(..)
+            .partition(|d| d.granularity == Granularity::Day);
+        assert!(
+            !days.is_empty() && !minutes.is_empty(),
+            "{days:?} {minutes:?}"
+        );
+        self.inner.add_stats(&mut days).await?;
+        *deltas = minutes;
+        Err(Self::injected())
     }
     async fn day_stats(
         &self,
@@ -251,6 +266,7 @@ impl FlakyServer {
             inner: SledStore::open(&config.data_dir, &config.store).unwrap(),
             fault: Mutex::new(Fault::None),
             fail_actions: AtomicBool::new(false),
+            fail_stats: AtomicBool::new(false),
         });
         let providers = Arc::new(Providers::load(config.providers.clone()).unwrap());
         let settings = config.engine_settings(config.address_key().unwrap());
@@ -372,6 +388,28 @@ async fn a_store_error_in_a_later_round_keeps_what_an_earlier_round_wrote() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_op_failing_beside_a_written_one_keeps_the_written_one() {
     written_part_is_recorded(Fault::BesideAWrite).await;
+}
+
+/// A statistics flush that fails halfway: the cells it wrote are not added
+/// again by the flush that retries the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statistics_write_failing_halfway_counts_nothing_twice() {
+    let server = FlakyServer::start().await;
+    let mut client = connect(server.addr).await;
+    assert_eq!(send(&mut client, &bounces()).await.unwrap(), (6, 0));
+    server.store.fail_stats.store(true, Ordering::SeqCst);
+    let failed = client
+        .query_delivery_stats(proto::QueryDeliveryStatsRequest {
+            from: Some(ts(now_ms() - 2 * HOUR)),
+            to: Some(ts(now_ms())),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code(), tonic::Code::Unavailable, "{failed:?}");
+    assert!(!server.store.fail_stats.load(Ordering::SeqCst), "not tried");
+    assert_eq!(hard_bounces_counted(&mut client).await, 6);
+    assert_eq!(hard_bounces_counted(&mut client).await, 6);
 }
 
 /// A dead letter whose action could not be written is taken back, so that

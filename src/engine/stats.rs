@@ -100,14 +100,16 @@ impl StatsAggregator {
         self.horizon_minutes
     }
 
-    /// Writes the pending deltas to the store; on failure they stay pending.
+    /// Writes the pending deltas to the store; those it could not write stay
+    /// pending, the written ones reach the route cells in memory.
     pub async fn flush<S: Store>(&self, store: &S, now: Millis) -> Result<(), StoreError> {
         let _one_at_a_time = self.flushing.lock().await;
-        let taken = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut taken =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if taken.is_empty() {
             return Ok(());
         }
-        let deltas: Vec<StatDelta> = taken
+        let mut deltas: Vec<StatDelta> = taken
             .iter()
             .flat_map(|(tenant, by_dims)| {
                 by_dims.iter().flat_map(move |(dims, cells)| {
@@ -123,17 +125,21 @@ impl StatsAggregator {
                 })
             })
             .collect();
-        if let Err(e) = store.add_stats(deltas).await {
+        let written = store.add_stats(&mut deltas).await;
+        if !deltas.is_empty() {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            for (tenant, by_dims) in taken {
-                for (dims, cells) in by_dims {
-                    let into = slot(slot(&mut pending, &tenant), &dims);
-                    for (key, cell) in cells {
-                        into.entry(key).or_default().merge(&cell);
-                    }
+            for delta in deltas {
+                if let Some(cells) = taken
+                    .get_mut(&delta.tenant)
+                    .and_then(|by_dims| by_dims.get_mut(&delta.dims))
+                {
+                    cells.remove(&(delta.granularity, delta.bucket));
                 }
+                slot(slot(&mut pending, &delta.tenant), &delta.dims)
+                    .entry((delta.granularity, delta.bucket))
+                    .or_default()
+                    .merge(&delta.cell);
             }
-            return Err(e);
         }
         let cells = taken.iter().flat_map(|(tenant, by_dims)| {
             by_dims.iter().flat_map(move |(dims, cells)| {
@@ -168,7 +174,7 @@ impl StatsAggregator {
             minutes.retain(|&m, _| m >= oldest);
         }
         routes.retain(|_, minutes| !minutes.is_empty());
-        Ok(())
+        written
     }
 
     /// Replaces the minute cells in memory with the store's: at start, and

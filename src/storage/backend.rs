@@ -168,7 +168,7 @@ impl Store for Backend {
             r => r.list_entries_impl(catalog, tenant))
     }
 
-    async fn add_stats(&self, deltas: Vec<StatDelta>) -> Result<(), StoreError> {
+    async fn add_stats(&self, deltas: &mut Vec<StatDelta>) -> Result<(), StoreError> {
         forward!(self, s => s.add_stats(deltas), r => r.add_stats_impl(deltas))
     }
 

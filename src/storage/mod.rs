@@ -253,10 +253,12 @@ pub trait Store: Send + Sync + 'static {
         tenant: &Tenant,
     ) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>, StoreError>> + Send;
 
-    /// Adds the deltas to their statistics cells.
+    /// Adds the deltas to their statistics cells and takes each one written
+    /// out of `deltas`: after an error, the deltas left were not written, so
+    /// retrying them counts nothing twice.
     fn add_stats(
         &self,
-        deltas: Vec<StatDelta>,
+        deltas: &mut Vec<StatDelta>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Day cells of `tenant` in `[from, to]` (day numbers since the epoch).

@@ -12,10 +12,10 @@
 //!
 //! No command touches keys of two slots.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures_util::{
-    future::try_join_all,
+    future::{join_all, try_join_all},
     stream::{self, StreamExt, TryStreamExt},
 };
 use redis::{Value, streams::StreamRangeReply};
@@ -166,10 +166,14 @@ impl RedisStore {
             .collect())
     }
 
-    pub(super) async fn add_stats_impl(&self, deltas: Vec<StatDelta>) -> Result<(), StoreError> {
+    pub(super) async fn add_stats_impl(
+        &self,
+        deltas: &mut Vec<StatDelta>,
+    ) -> Result<(), StoreError> {
         let mut by_key: BTreeMap<String, (u64, Vec<(String, i64)>)> = BTreeMap::new();
+        let mut key_of_delta = Vec::with_capacity(deltas.len());
         let minute_ttl = self.config.minute_stats_ttl.as_millis().max(1) as u64;
-        for delta in &deltas {
+        for delta in deltas.iter() {
             let key = self.keys.stats(
                 delta.granularity,
                 &delta.tenant,
@@ -183,22 +187,36 @@ impl RedisStore {
                     minute_ttl,
                 ),
             };
-            let entry = by_key.entry(key).or_insert((ttl, Vec::new()));
+            let entry = by_key.entry(key.clone()).or_insert((ttl, Vec::new()));
             entry.1.extend(cell_fields(&prefix, &delta.cell));
+            key_of_delta.push(key);
         }
         let script = &self.scripts.add_counters;
-        try_join_all(by_key.into_iter().map(|(key, (ttl, fields))| {
-            let mut invocation = script.key(key);
+        // Every key apart: the deltas of the keys that failed stay behind.
+        let results = join_all(by_key.into_iter().map(|(key, (ttl, fields))| {
+            let mut invocation = script.key(&key);
             invocation.arg(ttl);
             for (field, n) in fields {
                 invocation.arg(field).arg(n);
             }
             let mut conn = self.conn();
-            async move { invocation.invoke_async::<i64>(&mut conn).await }
+            async move { (key, invocation.invoke_async::<i64>(&mut conn).await) }
         }))
-        .await
-        .map_err(|e| self.failed(e))?;
-        Ok(())
+        .await;
+        let mut failed_keys = HashSet::new();
+        let mut first_error = None;
+        for (key, result) in results {
+            if let Err(e) = result {
+                failed_keys.insert(key);
+                first_error.get_or_insert(e);
+            }
+        }
+        let mut keys = key_of_delta.iter();
+        deltas.retain(|_| failed_keys.contains(keys.next().expect("a key per delta")));
+        match first_error {
+            Some(e) => Err(self.failed(e)),
+            None => Ok(()),
+        }
     }
 
     pub(super) async fn day_stats_impl(

@@ -10,6 +10,8 @@
 //! Statistics are written by one flusher at a time (the engine's), so a
 //! read-modify-write of a cell needs no transaction.
 
+use std::sync::Mutex;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -75,18 +77,26 @@ fn cell_key(delta: &StatDelta) -> Vec<u8> {
     }
 }
 
-pub fn add_stats(tree: &sled::Tree, deltas: Vec<StatDelta>) -> Result<(), StoreError> {
-    let mut batch = sled::Batch::default();
-    for delta in deltas {
-        let key = cell_key(&delta);
+/// Adds each delta to its cell with an insert of its own and takes the
+/// written ones out of `deltas`. Not one batch: a sled batch takes sled's
+/// process-wide write lock (see [`append_actions`]), once a second here;
+/// cells need no atomicity among themselves, only no double count on retry.
+pub fn add_stats(tree: &sled::Tree, deltas: &mut Vec<StatDelta>) -> Result<(), StoreError> {
+    let mut written = 0;
+    let result = deltas.iter().try_for_each(|delta| {
+        let key = cell_key(delta);
         let mut cell = match tree.get(&key).map_err(to_store_error)? {
             Some(bytes) => decode_cell(&bytes)?,
             None => StatCell::default(),
         };
         cell.merge(&delta.cell);
-        batch.insert(key, encode_cell(&cell));
-    }
-    tree.apply_batch(batch).map_err(to_store_error)
+        tree.insert(key, encode_cell(&cell))
+            .map_err(to_store_error)?;
+        written += 1;
+        Ok(())
+    });
+    deltas.drain(..written);
+    result
 }
 
 pub fn day_stats(
@@ -148,18 +158,20 @@ pub fn minute_stats(
     Ok(cells)
 }
 
+/// Removes minute cells one by one: a trim cut short is finished by the
+/// next, and a batch would take sled's process-wide write lock (see
+/// [`append_actions`]).
 pub fn trim_minute_stats(tree: &sled::Tree, before: u32) -> Result<usize, StoreError> {
     let end = [&[MINUTE_PREFIX][..], &before.to_be_bytes()].concat();
-    let mut batch = sled::Batch::default();
     let mut n = 0;
     for key in tree
         .range([MINUTE_PREFIX].as_slice()..end.as_slice())
         .keys()
     {
-        batch.remove(key.map_err(to_store_error)?);
+        tree.remove(key.map_err(to_store_error)?)
+            .map_err(to_store_error)?;
         n += 1;
     }
-    tree.apply_batch(batch).map_err(to_store_error)?;
     Ok(n)
 }
 
@@ -203,13 +215,23 @@ pub fn delete_deadline(tree: &sled::Tree, d: &Deadline) -> Result<(), StoreError
         .map_err(to_store_error)
 }
 
+/// Appends `actions` under `order`, one insert each. Allocating a sequence
+/// and inserting it under one lock keeps the outbox free of gaps that fill
+/// later: a watcher that has read sequence n never finds a lower one
+/// afterwards. Single inserts, not a batch: a sled batch takes sled's
+/// process-wide write lock, which waits for every read, write and flush in
+/// progress and holds back every new one until it is done; the actions of
+/// one call need no atomicity among themselves (docs/delivery.md, "Actions").
 pub fn append_actions(
     db: &sled::Db,
     tree: &sled::Tree,
+    order: &Mutex<()>,
     tenant: &Tenant,
     actions: &[(Millis, Vec<u8>)],
 ) -> Result<Vec<u64>, StoreError> {
-    let mut batch = sled::Batch::default();
+    let _in_order = order
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut seqs = Vec::with_capacity(actions.len());
     for (at, bytes) in actions {
         // Monotonic and never reused, also across crashes (ids may skip).
@@ -218,10 +240,9 @@ pub fn append_actions(
         key.extend_from_slice(&seq.to_be_bytes());
         let mut value = at.0.to_le_bytes().to_vec();
         value.extend_from_slice(bytes);
-        batch.insert(key, value);
+        tree.insert(key, value).map_err(to_store_error)?;
         seqs.push(seq);
     }
-    tree.apply_batch(batch).map_err(to_store_error)?;
     Ok(seqs)
 }
 
@@ -259,8 +280,8 @@ pub fn actions_after(
     Ok(actions)
 }
 
+/// Removes actions one by one, as [`trim_minute_stats`] removes cells.
 pub fn trim_actions(tree: &sled::Tree, before: Millis) -> Result<usize, StoreError> {
-    let mut batch = sled::Batch::default();
     let mut n = 0;
     for entry in tree.scan_prefix([ACTION_PREFIX]) {
         let (key, value) = entry.map_err(to_store_error)?;
@@ -269,10 +290,9 @@ pub fn trim_actions(tree: &sled::Tree, before: Millis) -> Result<usize, StoreErr
             .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
             .unwrap_or(i64::MAX);
         if at < before.0 {
-            batch.remove(key);
+            tree.remove(key).map_err(to_store_error)?;
             n += 1;
         }
     }
-    tree.apply_batch(batch).map_err(to_store_error)?;
     Ok(n)
 }

@@ -10,13 +10,18 @@
 //!
 //! Applying events is one compare-and-swap of the contact's record: sled's
 //! cheapest atomic write, which takes no global lock, so readers and writers
-//! run side by side. Only a spill needs a transaction. `sync` waits for a
-//! flush shared by every concurrent writer (`group_commit`).
+//! run side by side. Only a spill needs a transaction. Batches and
+//! transactions take sled's process-wide write lock, which waits for every
+//! read, write and flush in progress and holds back every new one, so the
+//! serving path and its background work (bulk chunks, the outbox, the
+//! statistics, the trims) write key by key; a batch is left to rare work
+//! (quarantine, marker expiry, restore). `sync` waits for a flush shared by
+//! every concurrent writer (`group_commit`).
 
 use std::{
     path::PathBuf,
     sync::{
-        Arc, RwLock, RwLockReadGuard,
+        Arc, Mutex, RwLock, RwLockReadGuard,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -100,6 +105,9 @@ pub(super) struct Open {
     tree: sled::Tree,
     layout: Arc<MarkerLayout>,
     group: GroupCommit,
+    /// Held while the outbox allocates and inserts sequence numbers, so
+    /// that they become visible in order.
+    outbox_order: Mutex<()>,
 }
 
 /// Shared hold on the write gate. A poisoned lock only means a writer
@@ -302,6 +310,7 @@ impl Open {
             tree,
             layout: Arc::new(layout),
             group,
+            outbox_order: Mutex::new(()),
         })
     }
 
@@ -374,7 +383,7 @@ impl Open {
             return Ok(Commit::Conflict);
         };
         if record.inline_count() + op.markers.len() > INLINE_MARKERS {
-            return Ok(self.commit_in_transaction(vec![op], now)?.remove(0));
+            return self.commit_spilling(op, now);
         }
         let version = record.version;
         let record = with_inline(record, *live.end(), &op.markers);
@@ -388,84 +397,65 @@ impl Open {
         })
     }
 
-    /// Many ops in one sled transaction: one atomic write for a bulk chunk.
-    /// Each op is checked on its own; a stale one is skipped, not fatal.
-    fn commit_in_transaction(
-        &self,
-        ops: Vec<CommitOp>,
-        now: Millis,
-    ) -> Result<Vec<Commit>, StoreError> {
+    /// An op whose markers no longer fit in the record: the record, the
+    /// generation's marker buckets and their sizing in one sled transaction
+    /// (rare: a contact with more than `INLINE_MARKERS` live events).
+    fn commit_spilling(&self, op: CommitOp, now: Millis) -> Result<Commit, StoreError> {
         let live = self.layout.live_range(now);
         let generation = *live.end();
         let sizing = match self.layout.previous(generation) {
             Some(previous) => self.meta(previous)?,
             None => None,
         };
-        let keys: Vec<Vec<u8>> = ops.iter().map(|op| record_key(&op.key)).collect();
+        let key = record_key(&op.key);
         let result = self.tree.transaction(|tx| {
+            let current = tx.get(&key)?;
+            let record = match next_record(&op, current.as_deref(), &live) {
+                Ok(Some(record)) => record,
+                Ok(None) => return Ok((Commit::Conflict, None)),
+                Err(e) => return Err(ConflictableTransactionError::Abort(e)),
+            };
+            let version = record.version;
+            if record.inline_count() + op.markers.len() <= INLINE_MARKERS {
+                tx.insert(
+                    key.as_slice(),
+                    with_inline(record, generation, &op.markers).encode(),
+                )?;
+                return Ok((Commit::Applied(version), None));
+            }
             let meta_key = marker_buckets::meta_key(generation);
-            let mut meta: Option<GenerationMeta> = None;
-            let mut commits = Vec::with_capacity(ops.len());
-            for (op, key) in ops.iter().zip(&keys) {
-                let current = tx.get(key)?;
-                let record = match next_record(op, current.as_deref(), &live) {
-                    Ok(Some(record)) => record,
-                    Ok(None) => {
-                        commits.push(Commit::Conflict);
-                        continue;
-                    }
-                    Err(e) => return Err(ConflictableTransactionError::Abort(e)),
-                };
-                let version = record.version;
-                let record = if record.inline_count() + op.markers.len() <= INLINE_MARKERS {
-                    with_inline(record, generation, &op.markers)
-                } else {
-                    let meta = match &mut meta {
-                        Some(meta) => meta,
-                        None => meta.insert(
-                            tx.get(meta_key)?
-                                .as_deref()
-                                .and_then(GenerationMeta::decode)
-                                .unwrap_or_else(|| {
-                                    GenerationMeta::new(
-                                        sizing
-                                            .as_ref()
-                                            .map_or(marker_buckets::default_bits(), |m| {
-                                                m.next_bits()
-                                            }),
-                                    )
-                                }),
-                        ),
-                    };
-                    for marker in &op.markers {
-                        let bucket_key =
-                            marker_buckets::bucket_key(generation, meta.bits(), marker);
-                        let mut bucket =
-                            tx.get(bucket_key)?.map(|v| v.to_vec()).unwrap_or_default();
-                        if marker_buckets::insert(&mut bucket, &marker_buckets::suffix(marker)) {
-                            tx.insert(&bucket_key, bucket)?;
-                            meta.count += 1;
-                            meta.grow_if_full();
-                        }
-                    }
-                    let mut record = record;
-                    record.mark_spilled(generation);
-                    record
-                };
-                tx.insert(key.as_slice(), record.encode())?;
-                commits.push(Commit::Applied(version));
+            let mut meta = tx
+                .get(meta_key)?
+                .as_deref()
+                .and_then(GenerationMeta::decode)
+                .unwrap_or_else(|| {
+                    GenerationMeta::new(
+                        sizing
+                            .as_ref()
+                            .map_or(marker_buckets::default_bits(), |m| m.next_bits()),
+                    )
+                });
+            for marker in &op.markers {
+                let bucket_key = marker_buckets::bucket_key(generation, meta.bits(), marker);
+                let mut bucket = tx.get(bucket_key)?.map(|v| v.to_vec()).unwrap_or_default();
+                if marker_buckets::insert(&mut bucket, &marker_buckets::suffix(marker)) {
+                    tx.insert(&bucket_key, bucket)?;
+                    meta.count += 1;
+                    meta.grow_if_full();
+                }
             }
-            if let Some(meta) = &meta {
-                tx.insert(&meta_key, meta.encode())?;
-            }
-            Ok((commits, meta))
+            let mut record = record;
+            record.mark_spilled(generation);
+            tx.insert(key.as_slice(), record.encode())?;
+            tx.insert(&meta_key, meta.encode())?;
+            Ok((Commit::Applied(version), Some(meta)))
         });
         match result {
-            Ok((commits, meta)) => {
+            Ok((commit, meta)) => {
                 if let Some(meta) = meta {
                     self.layout.set_levels(generation, meta.levels);
                 }
-                Ok(commits)
+                Ok(commit)
             }
             Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => Err(to_store_error(e)),
@@ -603,11 +593,18 @@ impl Store for SledStore {
     ) -> Result<Vec<Commit>, StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
-        match ops.len() {
-            0 => Ok(Vec::new()),
-            1 => Ok(vec![s.commit_one(ops.remove(0), now)?]),
-            _ => s.commit_in_transaction(ops, now),
+        if ops.len() == 1 {
+            return Ok(vec![s.commit_one(ops.remove(0), now)?]);
         }
+        // One compare-and-swap per contact, not one transaction for all: an
+        // event needs its own contact's record and markers written together
+        // (one swap), not other contacts'; and a sled transaction takes
+        // sled's process-wide write lock, which waits for every read, write
+        // and flush in progress and holds back every new one until it ends.
+        Ok(ops
+            .into_iter()
+            .map(|op| s.commit_one(op, now).unwrap_or_else(Commit::Failed))
+            .collect())
     }
 
     async fn delete(&self, key: &ContactKey) -> Result<bool, StoreError> {
@@ -736,7 +733,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    async fn add_stats(&self, deltas: Vec<StatDelta>) -> Result<(), StoreError> {
+    async fn add_stats(&self, deltas: &mut Vec<StatDelta>) -> Result<(), StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
         intelligence::add_stats(&s.tree, deltas)
@@ -791,7 +788,7 @@ impl Store for SledStore {
     ) -> Result<Vec<u64>, StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
-        intelligence::append_actions(&s.db, &s.tree, tenant, actions)
+        intelligence::append_actions(&s.db, &s.tree, &s.outbox_order, tenant, actions)
     }
 
     async fn actions_after(
@@ -914,6 +911,52 @@ mod tests {
         assert_eq!((erased.record, erased.version), (None, Some(4)));
         let revived = s.commit_many(vec![op(&key, Some(4), b"e", &[])], now).await;
         assert_eq!(revived.unwrap(), [Commit::Applied(5)]);
+    }
+
+    /// A reader that resumes after the last sequence it saw, as a watcher
+    /// does, meets every action while writers append at once: no sequence
+    /// becomes visible before a lower one.
+    #[test]
+    fn concurrent_appends_become_visible_in_sequence_order() {
+        const WRITERS: usize = 16;
+        const EACH: usize = 2_000;
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let open = s.live().unwrap();
+        let tenant = Tenant::default();
+        let finished = std::sync::atomic::AtomicUsize::new(0);
+        let (mut last, mut seen) = (0, 0);
+        std::thread::scope(|scope| {
+            for _ in 0..WRITERS {
+                scope.spawn(|| {
+                    for _ in 0..EACH {
+                        let action = [(Millis(1), b"x".to_vec())];
+                        let o = &open;
+                        intelligence::append_actions(
+                            &o.db,
+                            &o.tree,
+                            &o.outbox_order,
+                            &tenant,
+                            &action,
+                        )
+                        .unwrap();
+                    }
+                    finished.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            loop {
+                let writers_done = finished.load(Ordering::SeqCst) == WRITERS;
+                let page = intelligence::actions_after(&open.tree, &tenant, last, 100).unwrap();
+                if let Some(&(seq, _, _)) = page.last() {
+                    last = seq;
+                }
+                seen += page.len();
+                if writers_done && page.is_empty() {
+                    break;
+                }
+            }
+        });
+        assert_eq!(seen, WRITERS * EACH, "a watcher skipped actions");
     }
 
     #[tokio::test]
