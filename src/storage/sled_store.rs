@@ -374,16 +374,20 @@ impl Open {
         Ok(false)
     }
 
-    /// One op on its own: a compare-and-swap of the record, or a transaction
-    /// if its markers spill.
-    fn commit_one(&self, op: CommitOp, now: Millis) -> Result<Commit, StoreError> {
+    /// One op as a compare-and-swap of its record, or the op back if its
+    /// markers no longer fit in the record (see `commit_in_transaction`).
+    fn try_inline(
+        &self,
+        op: CommitOp,
+        now: Millis,
+    ) -> Result<Result<Commit, CommitOp>, StoreError> {
         let current = self.tree.get(record_key(&op.key)).map_err(to_store_error)?;
         let live = self.layout.live_range(now);
         let Some(record) = next_record(&op, current.as_deref(), &live)? else {
-            return Ok(Commit::Conflict);
+            return Ok(Ok(Commit::Conflict));
         };
         if record.inline_count() + op.markers.len() > INLINE_MARKERS {
-            return self.commit_spilling(op, now);
+            return Ok(Err(op));
         }
         let version = record.version;
         let record = with_inline(record, *live.end(), &op.markers);
@@ -391,71 +395,125 @@ impl Open {
             .tree
             .compare_and_swap(record_key(&op.key), current, Some(record.encode()))
             .map_err(to_store_error)?;
-        Ok(match swapped {
+        Ok(Ok(match swapped {
             Ok(()) => Commit::Applied(version),
             Err(_) => Commit::Conflict,
-        })
+        }))
     }
 
-    /// An op whose markers no longer fit in the record: the record, the
+    /// Every op as a compare-and-swap of its own record, not one transaction
+    /// for all: an event needs its own contact's record and markers written
+    /// together (one swap), not other contacts'; and a sled transaction
+    /// takes sled's process-wide write lock, which waits for every read,
+    /// write and flush in progress and holds back every new one. The ops
+    /// whose markers spill share one transaction.
+    fn commit_each(&self, ops: Vec<CommitOp>, now: Millis) -> Vec<Commit> {
+        let mut commits = Vec::with_capacity(ops.len());
+        let (mut spilling, mut at) = (Vec::new(), Vec::new());
+        for op in ops {
+            match self.try_inline(op, now) {
+                Ok(Ok(commit)) => commits.push(commit),
+                Ok(Err(op)) => {
+                    at.push(commits.len());
+                    commits.push(Commit::Conflict);
+                    spilling.push(op);
+                }
+                Err(e) => commits.push(Commit::Failed(e)),
+            }
+        }
+        if !spilling.is_empty() {
+            match self.commit_in_transaction(spilling, now) {
+                Ok(done) => at.iter().zip(done).for_each(|(&i, c)| commits[i] = c),
+                Err(e) => at
+                    .iter()
+                    .for_each(|&i| commits[i] = Commit::Failed(e.clone())),
+            }
+        }
+        commits
+    }
+
+    /// Ops whose markers no longer fit in their records: the records, the
     /// generation's marker buckets and their sizing in one sled transaction
-    /// (rare: a contact with more than `INLINE_MARKERS` live events).
-    fn commit_spilling(&self, op: CommitOp, now: Millis) -> Result<Commit, StoreError> {
+    /// for all of them (rare but for contacts with more than
+    /// `INLINE_MARKERS` live events; one transaction per call, as each takes
+    /// sled's process-wide write lock). Each op is checked on its own; a
+    /// stale one is skipped, not fatal.
+    fn commit_in_transaction(
+        &self,
+        ops: Vec<CommitOp>,
+        now: Millis,
+    ) -> Result<Vec<Commit>, StoreError> {
         let live = self.layout.live_range(now);
         let generation = *live.end();
         let sizing = match self.layout.previous(generation) {
             Some(previous) => self.meta(previous)?,
             None => None,
         };
-        let key = record_key(&op.key);
+        let keys: Vec<Vec<u8>> = ops.iter().map(|op| record_key(&op.key)).collect();
         let result = self.tree.transaction(|tx| {
-            let current = tx.get(&key)?;
-            let record = match next_record(&op, current.as_deref(), &live) {
-                Ok(Some(record)) => record,
-                Ok(None) => return Ok((Commit::Conflict, None)),
-                Err(e) => return Err(ConflictableTransactionError::Abort(e)),
-            };
-            let version = record.version;
-            if record.inline_count() + op.markers.len() <= INLINE_MARKERS {
-                tx.insert(
-                    key.as_slice(),
-                    with_inline(record, generation, &op.markers).encode(),
-                )?;
-                return Ok((Commit::Applied(version), None));
-            }
             let meta_key = marker_buckets::meta_key(generation);
-            let mut meta = tx
-                .get(meta_key)?
-                .as_deref()
-                .and_then(GenerationMeta::decode)
-                .unwrap_or_else(|| {
-                    GenerationMeta::new(
-                        sizing
-                            .as_ref()
-                            .map_or(marker_buckets::default_bits(), |m| m.next_bits()),
-                    )
-                });
-            for marker in &op.markers {
-                let bucket_key = marker_buckets::bucket_key(generation, meta.bits(), marker);
-                let mut bucket = tx.get(bucket_key)?.map(|v| v.to_vec()).unwrap_or_default();
-                if marker_buckets::insert(&mut bucket, &marker_buckets::suffix(marker)) {
-                    tx.insert(&bucket_key, bucket)?;
-                    meta.count += 1;
-                    meta.grow_if_full();
-                }
+            let mut meta: Option<GenerationMeta> = None;
+            let mut commits = Vec::with_capacity(ops.len());
+            for (op, key) in ops.iter().zip(&keys) {
+                let current = tx.get(key)?;
+                let record = match next_record(op, current.as_deref(), &live) {
+                    Ok(Some(record)) => record,
+                    Ok(None) => {
+                        commits.push(Commit::Conflict);
+                        continue;
+                    }
+                    Err(e) => return Err(ConflictableTransactionError::Abort(e)),
+                };
+                let version = record.version;
+                let record = if record.inline_count() + op.markers.len() <= INLINE_MARKERS {
+                    with_inline(record, generation, &op.markers)
+                } else {
+                    let meta = match &mut meta {
+                        Some(meta) => meta,
+                        None => meta.insert(
+                            tx.get(meta_key)?
+                                .as_deref()
+                                .and_then(GenerationMeta::decode)
+                                .unwrap_or_else(|| {
+                                    GenerationMeta::new(
+                                        sizing
+                                            .as_ref()
+                                            .map_or(marker_buckets::default_bits(), |m| {
+                                                m.next_bits()
+                                            }),
+                                    )
+                                }),
+                        ),
+                    };
+                    for marker in &op.markers {
+                        let bucket_key =
+                            marker_buckets::bucket_key(generation, meta.bits(), marker);
+                        let mut bucket =
+                            tx.get(bucket_key)?.map(|v| v.to_vec()).unwrap_or_default();
+                        if marker_buckets::insert(&mut bucket, &marker_buckets::suffix(marker)) {
+                            tx.insert(&bucket_key, bucket)?;
+                            meta.count += 1;
+                            meta.grow_if_full();
+                        }
+                    }
+                    let mut record = record;
+                    record.mark_spilled(generation);
+                    record
+                };
+                tx.insert(key.as_slice(), record.encode())?;
+                commits.push(Commit::Applied(version));
             }
-            let mut record = record;
-            record.mark_spilled(generation);
-            tx.insert(key.as_slice(), record.encode())?;
-            tx.insert(&meta_key, meta.encode())?;
-            Ok((Commit::Applied(version), Some(meta)))
+            if let Some(meta) = &meta {
+                tx.insert(&meta_key, meta.encode())?;
+            }
+            Ok((commits, meta))
         });
         match result {
-            Ok((commit, meta)) => {
+            Ok((commits, meta)) => {
                 if let Some(meta) = meta {
                     self.layout.set_levels(generation, meta.levels);
                 }
-                Ok(commit)
+                Ok(commits)
             }
             Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => Err(to_store_error(e)),
@@ -594,17 +652,13 @@ impl Store for SledStore {
         let _writing = writing(&self.writes);
         let s = self.live()?;
         if ops.len() == 1 {
-            return Ok(vec![s.commit_one(ops.remove(0), now)?]);
+            // A single op's error is the call's: nothing was written.
+            return match s.try_inline(ops.remove(0), now)? {
+                Ok(commit) => Ok(vec![commit]),
+                Err(op) => s.commit_in_transaction(vec![op], now),
+            };
         }
-        // One compare-and-swap per contact, not one transaction for all: an
-        // event needs its own contact's record and markers written together
-        // (one swap), not other contacts'; and a sled transaction takes
-        // sled's process-wide write lock, which waits for every read, write
-        // and flush in progress and holds back every new one until it ends.
-        Ok(ops
-            .into_iter()
-            .map(|op| s.commit_one(op, now).unwrap_or_else(Commit::Failed))
-            .collect())
+        Ok(s.commit_each(ops, now))
     }
 
     async fn delete(&self, key: &ContactKey) -> Result<bool, StoreError> {
