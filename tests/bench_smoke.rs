@@ -103,6 +103,33 @@ fn the_soak_runs_and_reports_its_drift() {
     ] {
         assert!(stdout.contains(figure), "missing {figure}:\n{stdout}");
     }
+    // The store was read before the server started and after it stopped:
+    // the events written are in it, and the disk holds at least that.
+    let figures = |label: &str| -> (f64, f64) {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("missing {label}:\n{stdout}"));
+        let cell = |i: usize| {
+            row.split('|')
+                .nth(i)
+                .unwrap()
+                .trim()
+                .parse::<f64>()
+                .unwrap()
+        };
+        (cell(2), cell(3))
+    };
+    let (live_before, live_after) = figures("| store's live data MiB");
+    assert!(
+        live_before > 0.0 && live_after > live_before,
+        "{live_before} {live_after}"
+    );
+    let (disk_before, disk_after) = figures("| store on disk / live data");
+    assert!(
+        disk_before >= 1.0 && disk_after >= 1.0,
+        "{disk_before} {disk_after}"
+    );
     // Two one-second windows, each with calls at the offered rate.
     let windows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| 0.")).collect();
     assert_eq!(windows.len(), 2, "{stdout}");

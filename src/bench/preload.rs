@@ -149,6 +149,22 @@ pub async fn preload(
 }
 
 /// Bytes of all files under `dir`.
+/// What a store directory takes on disk and what it holds (every key and
+/// value), read with the server stopped. Blocking.
+pub fn store_contents(dir: &Path) -> anyhow::Result<StoreContents> {
+    let store = SledStore::open(dir, &SledConfig::default())?;
+    Ok(StoreContents {
+        live_bytes: store.live_bytes()?,
+        disk_bytes: dir_size(dir)?,
+    })
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct StoreContents {
+    pub live_bytes: u64,
+    pub disk_bytes: u64,
+}
+
 pub fn dir_size(dir: &Path) -> std::io::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {

@@ -18,7 +18,7 @@ use crate::bench::{
     child::ServerProcess,
     cpu_times::{CpuShares, CpuTimes},
     load::{Load, connect},
-    preload::dir_size,
+    preload::{StoreContents, dir_size, store_contents},
     run::{ensure_store, store_dir},
     scenarios::{Scenario, Target},
 };
@@ -88,6 +88,9 @@ pub struct Soak {
     pub max_per_sec: f64,
     pub offered_per_sec: f64,
     pub samples: Vec<Sample>,
+    /// The store before the server started and after it stopped.
+    pub store_before: StoreContents,
+    pub store_after: StoreContents,
 }
 
 #[derive(Default)]
@@ -181,6 +184,7 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
     std::fs::create_dir_all(&spec.work_dir)?;
     ensure_store(&spec.work_dir, spec.contacts, spec.events_per_contact).await?;
     let data_dir = store_dir(&spec.work_dir, spec.contacts);
+    let store_before = contents(&data_dir).await?;
     let reach = ServerProcess::reach(&data_dir).await?;
     let target = Target {
         connections: Arc::new(connect(&reach.addr, spec.probe.connections).await?),
@@ -290,7 +294,14 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
         max_per_sec,
         offered_per_sec,
         samples,
+        store_before,
+        store_after: contents(&data_dir).await?,
     })
+}
+
+async fn contents(dir: &std::path::Path) -> anyhow::Result<StoreContents> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || store_contents(&dir)).await?
 }
 
 impl Sample {
@@ -453,6 +464,21 @@ impl Soak {
                     a.stolen, b.stolen
                 );
             }
+            let (before, after) = (self.store_before, self.store_after);
+            let _ = writeln!(
+                out,
+                "| store's live data MiB (every key and value; before the server started, after it stopped) | {:.1} | {:.1} | {:+.1}% | what the store holds |",
+                mib(before.live_bytes),
+                mib(after.live_bytes),
+                drift(before.live_bytes as f64, after.live_bytes as f64) * 100.0,
+            );
+            let amplification = |c: StoreContents| c.disk_bytes as f64 / c.live_bytes.max(1) as f64;
+            let _ = writeln!(
+                out,
+                "| store on disk / live data (before, after) | {:.2} | {:.2} | | sled's log not yet reclaimed |",
+                amplification(before),
+                amplification(after),
+            );
             let _ = writeln!(out, "| errors | | {errors} | | 0 |\n");
         }
         if let Some(steal) = super::steal::render(&self.samples) {
