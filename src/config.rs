@@ -182,6 +182,9 @@ impl Config {
         if self.store.dedupe_window.is_zero() {
             return Err("store.dedupe_window must be positive".into());
         }
+        if self.store.cleaning_interval < Duration::from_millis(1) {
+            return Err("store.cleaning_interval must be at least 1ms".into());
+        }
         if self.max_concurrent_calls == 0 || self.max_message_bytes == 0 {
             return Err("max_concurrent_calls and max_message_bytes must be positive".into());
         }
@@ -357,6 +360,18 @@ mod tests {
                     .contains("half_lfe")
             );
             assert!(load("[scoring]\nsuppress_after_hard_fails = 0\n").is_err());
+            assert!(
+                load("[store]\ncleaning_interval = \"0s\"\n")
+                    .unwrap_err()
+                    .contains("store.cleaning_interval")
+            );
+            assert_eq!(
+                load("[store]\ncleaning_interval = \"20ms\"\n")
+                    .unwrap()
+                    .store
+                    .cleaning_interval,
+                Duration::from_millis(20)
+            );
             assert!(
                 load("admin_listen = \"not an address\"\n")
                     .unwrap_err()
