@@ -79,6 +79,8 @@ fn the_soak_runs_and_reports_its_drift() {
         "1000",
         "--events-per-contact",
         "5",
+        "--precondition",
+        "1s",
         "--probe",
         "1s",
         "--settle",
@@ -100,6 +102,7 @@ fn the_soak_runs_and_reports_its_drift() {
         "| server file reads per call |",
         "| server's own p99 ms (its histogram's bucket) |",
         "open-loop from 410 readers and 102 writers",
+        "store aged by ",
     ] {
         assert!(stdout.contains(figure), "missing {figure}:\n{stdout}");
     }

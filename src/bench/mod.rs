@@ -164,6 +164,12 @@ pub struct SoakArgs {
     /// not hold back the calls scheduled after it.
     #[arg(long, default_value_t = 512)]
     workers: usize,
+    /// Closed-loop writes (`RecordEvents` streams, one event per contact
+    /// each) that age the store before the probe, so that the maximum is
+    /// measured on a store as live traffic leaves it, not as the preload
+    /// did; 0s skips them.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    precondition: Duration,
     /// Closed-loop run that measures the maximum throughput first.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     probe: Duration,
@@ -199,6 +205,7 @@ impl SoakArgs {
             work_dir: self.work_dir.clone(),
             contacts: self.contacts.max(1),
             events_per_contact: self.events_per_contact,
+            precondition: self.precondition,
             probe: Load {
                 connections: 4,
                 in_flight: 16,
