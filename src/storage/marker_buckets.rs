@@ -32,6 +32,8 @@ const MIN_BITS: u8 = 6;
 const MAX_BITS: u8 = 24;
 /// Bucket bits of a generation with no history to size it from.
 const DEFAULT_BITS: u8 = 10;
+/// Markers counted between two stores of a generation's count.
+const PERSIST_EVERY: u64 = 256;
 pub const SUFFIX_BYTES: usize = 8;
 /// A generation is dropped this long after it stopped being live, so that no
 /// read that picked it up just before can miss it.
@@ -40,11 +42,11 @@ const DROP_GRACE_MS: i64 = 60_000;
 /// Bucket bits of each level of a generation, oldest level first.
 pub type Levels = Vec<u8>;
 
-/// Which generations exist and their levels.
+/// Which generations exist, their levels and marker counts.
 pub struct MarkerLayout {
     window_ms: i64,
     span_ms: i64,
-    levels: RwLock<BTreeMap<u32, Levels>>,
+    generations: RwLock<BTreeMap<u32, GenerationMeta>>,
 }
 
 /// A generation's stored metadata: its levels and markers written so far.
@@ -109,19 +111,19 @@ impl MarkerLayout {
     /// Reads the generation metadata stored in `tree`.
     pub fn open(tree: &sled::Tree, window: Duration) -> sled::Result<Self> {
         let window_ms = (window.as_millis() as i64).max(GENERATIONS_PER_WINDOW);
-        let mut levels = BTreeMap::new();
+        let mut generations = BTreeMap::new();
         for entry in tree.scan_prefix([META_PREFIX]) {
             let (key, value) = entry?;
             if let (Some(generation), Some(meta)) =
                 (generation_of_meta_key(&key), GenerationMeta::decode(&value))
             {
-                levels.insert(generation, meta.levels);
+                generations.insert(generation, meta);
             }
         }
         Ok(MarkerLayout {
             window_ms,
             span_ms: window_ms / GENERATIONS_PER_WINDOW,
-            levels: RwLock::new(levels),
+            generations: RwLock::new(generations),
         })
     }
 
@@ -147,43 +149,55 @@ impl MarkerLayout {
 
     /// Generations whose markers have all expired (with a grace period).
     pub fn expired(&self, now: Millis) -> Vec<u32> {
-        let levels = self.levels.read().unwrap_or_else(|e| e.into_inner());
-        levels
+        let generations = self.generations.read().unwrap_or_else(|e| e.into_inner());
+        generations
             .keys()
             .copied()
             .filter(|&g| self.expires_at(g) + DROP_GRACE_MS <= now.0)
             .collect()
     }
 
-    /// The newest generation before `generation`, if any.
-    pub fn previous(&self, generation: u32) -> Option<u32> {
-        let levels = self.levels.read().unwrap_or_else(|e| e.into_inner());
-        levels.range(..generation).next_back().map(|(&g, _)| g)
-    }
-
     /// Levels of a generation's buckets (empty if nothing spilled into it).
     pub fn levels(&self, generation: u32) -> Levels {
-        let levels = self.levels.read().unwrap_or_else(|e| e.into_inner());
-        levels.get(&generation).cloned().unwrap_or_default()
+        let generations = self.generations.read().unwrap_or_else(|e| e.into_inner());
+        generations
+            .get(&generation)
+            .map(|meta| meta.levels.clone())
+            .unwrap_or_default()
     }
 
-    pub fn set_levels(&self, generation: u32, levels: Levels) {
-        self.levels
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(generation, levels);
+    /// Counts `n` more markers into `generation` (created sized after the
+    /// generation before it) and returns the bits of the level they go to,
+    /// with the metadata to store when it must be: when the generation is
+    /// new or gains a level (readers must know a level before any marker
+    /// is in it), and each [`PERSIST_EVERY`] markers, so that the count a
+    /// restart reads (to size the next generation) is nearly current. The
+    /// caller stores it before writing the markers, and stores the
+    /// reservations in the order they were made (see `SledStore`).
+    pub fn reserve(&self, generation: u32, n: u64) -> (u8, Option<GenerationMeta>) {
+        let mut generations = self.generations.write().unwrap_or_else(|e| e.into_inner());
+        let fresh = !generations.contains_key(&generation);
+        if fresh {
+            let bits = generations
+                .range(..generation)
+                .next_back()
+                .map_or(DEFAULT_BITS, |(_, previous)| previous.next_bits());
+            generations.insert(generation, GenerationMeta::new(bits));
+        }
+        let meta = generations.get_mut(&generation).expect("inserted above");
+        let before = meta.count;
+        meta.count = meta.count.saturating_add(n);
+        let grew = meta.grow_if_full();
+        let persist = fresh || grew || before / PERSIST_EVERY != meta.count / PERSIST_EVERY;
+        (meta.bits(), persist.then(|| meta.clone()))
     }
 
     pub fn forget(&self, generation: u32) {
-        self.levels
+        self.generations
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&generation);
     }
-}
-
-pub fn default_bits() -> u8 {
-    DEFAULT_BITS
 }
 
 pub fn meta_key(generation: u32) -> [u8; 5] {

@@ -14,8 +14,8 @@ use crate::storage::{DedupeKey, Version, marker_buckets};
 /// Live markers a record holds before new ones spill to the buckets (1 KiB
 /// of suffixes at most): enough for the events of nearly every contact
 /// within a dedupe window, so that almost every write stays a single-key
-/// compare-and-swap. A spill costs a transaction, which takes sled's global
-/// write lock.
+/// compare-and-swap. A spill costs a write per marker and a second swap of
+/// the record.
 pub const INLINE_MARKERS: usize = 128;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -87,6 +87,22 @@ impl StoredRecord {
         }
     }
 
+    /// Drops `markers` from `generation`'s inline list (once they are in
+    /// the buckets), and the list if it empties.
+    pub fn remove_inline(&mut self, generation: u32, markers: &[DedupeKey]) {
+        if let Some(slot) = self.markers.iter().position(|(g, _)| *g == generation) {
+            let suffixes = &mut self.markers[slot].1;
+            for marker in markers {
+                if let Ok(i) = suffixes.binary_search(&suffix(marker)) {
+                    suffixes.remove(i);
+                }
+            }
+            if suffixes.is_empty() {
+                self.markers.remove(slot);
+            }
+        }
+    }
+
     pub fn mark_spilled(&mut self, generation: u32) {
         if !self.spilled.contains(&generation) {
             self.spilled.push(generation);
@@ -114,6 +130,14 @@ mod tests {
         record.add_inline(11, &m[3..]);
         record.add_inline(11, &m[3..]);
         assert_eq!(record.inline_count(), 5);
+        let mut spilled = record.clone();
+        spilled.remove_inline(11, &m[3..]);
+        spilled.remove_inline(12, &m[..1]);
+        assert_eq!(
+            spilled.markers,
+            record.markers[..1],
+            "generation 11 emptied"
+        );
         let decoded = StoredRecord::decode(&record.encode()).unwrap();
         assert_eq!(decoded, record);
         assert!(decoded.holds(&(10..=11), &m[0]) && decoded.holds(&(11..=11), &m[4]));

@@ -10,12 +10,12 @@
 //!
 //! Applying events is one compare-and-swap of the contact's record: sled's
 //! cheapest atomic write, which takes no global lock, so readers and writers
-//! run side by side. Only a spill needs a transaction. Batches and
-//! transactions take sled's process-wide write lock, which waits for every
-//! read, write and flush in progress and holds back every new one, so the
-//! serving path and its background work (bulk chunks, the outbox, the
-//! statistics, the trims) write key by key; a batch is left to rare work
-//! (quarantine, marker expiry, restore). `sync` waits for a flush shared by
+//! run side by side. A busy contact's spill to the buckets follows the swap,
+//! key by key. Batches and transactions take sled's process-wide write lock,
+//! which waits for every write and flush in progress (a whole `fsync`) and
+//! holds back every new one, so the serving path and its background work
+//! (bulk chunks, spills, the outbox, the statistics, the trims) write key by
+//! key; a batch is left to rare work (quarantine, marker expiry, restore). `sync` waits for a flush shared by
 //! every concurrent writer (`group_commit`).
 
 use std::{
@@ -30,10 +30,7 @@ use std::{
 use arc_swap::ArcSwapOption;
 
 use serde::{Deserialize, Serialize};
-use sled::{
-    IVec,
-    transaction::{ConflictableTransactionError, TransactionError},
-};
+use sled::IVec;
 
 use crate::{
     domain::{
@@ -44,7 +41,7 @@ use crate::{
         Catalog, Commit, CommitOp, ContactKey, Deadline, DedupeKey, LoadRequest, Record, Snapshot,
         StatDelta, Store, StoreError, Tenant,
         group_commit::GroupCommit,
-        marker_buckets::{self, GenerationMeta, MarkerLayout},
+        marker_buckets::{self, MarkerLayout},
         sled_intelligence as intelligence,
         sled_record::{INLINE_MARKERS, StoredRecord},
     },
@@ -119,6 +116,8 @@ pub(super) struct Open {
     /// Held while the outbox allocates and inserts sequence numbers, so
     /// that they become visible in order.
     outbox_order: Mutex<()>,
+    /// Orders the stores of marker generations' metadata (`spill`).
+    sizing: Mutex<()>,
 }
 
 /// Shared hold on the write gate. A poisoned lock only means a writer
@@ -348,6 +347,7 @@ impl Open {
             layout: Arc::new(layout),
             group,
             outbox_order: Mutex::new(()),
+            sizing: Mutex::new(()),
         })
     }
 
@@ -411,158 +411,104 @@ impl Open {
         Ok(false)
     }
 
-    /// One op as a compare-and-swap of its record, or the op back if its
-    /// markers no longer fit in the record (see `commit_in_transaction`).
-    fn try_inline(
-        &self,
-        op: CommitOp,
-        now: Millis,
-    ) -> Result<Result<Commit, CommitOp>, StoreError> {
-        let current = self.tree.get(record_key(&op.key)).map_err(to_store_error)?;
+    /// One op as a compare-and-swap of its record, the op's markers held
+    /// inline: the swap is the one point at which the events are applied
+    /// and remembered, together. If the markers take the record past
+    /// `INLINE_MARKERS`, they then move to the buckets (`spill`).
+    fn try_commit(&self, op: CommitOp, now: Millis) -> Result<Commit, StoreError> {
         let live = self.layout.live_range(now);
-        let Some(record) = next_record(&op, current.as_deref(), &live)? else {
-            return Ok(Ok(Commit::Conflict));
-        };
-        if record.inline_count() + op.markers.len() > INLINE_MARKERS {
-            return Ok(Err(op));
+        let generation = *live.end();
+        let key = record_key(&op.key);
+        loop {
+            let current = self.tree.get(&key).map_err(to_store_error)?;
+            let Some(record) = next_record(&op, current.as_deref(), &live)? else {
+                return Ok(Commit::Conflict);
+            };
+            let spills = record.inline_count() + op.markers.len() > INLINE_MARKERS;
+            let version = record.version;
+            let record = with_inline(record, generation, &op.markers);
+            let swapped = self
+                .tree
+                .compare_and_swap(&key, current, Some(record.encode()))
+                .map_err(to_store_error)?;
+            if swapped.is_err() {
+                // Lost to another write; `next_record` tells whether it was
+                // a spill's (same version: go again) or another event's.
+                continue;
+            }
+            if spills && let Err(e) = self.spill(&op.key, generation, &op.markers) {
+                // The events are applied and their markers held inline,
+                // so nothing is lost or counted twice: the record stays a
+                // few markers over its share until they expire.
+                tracing::warn!(error = %e, "moving a busy contact's markers to the buckets failed");
+            }
+            return Ok(Commit::Applied(version));
         }
-        let version = record.version;
-        let record = with_inline(record, *live.end(), &op.markers);
-        let swapped = self
-            .tree
-            .compare_and_swap(record_key(&op.key), current, Some(record.encode()))
-            .map_err(to_store_error)?;
-        Ok(Ok(match swapped {
-            Ok(()) => Commit::Applied(version),
-            Err(_) => Commit::Conflict,
-        }))
+    }
+
+    /// Moves `markers`, held inline in `key`'s record since its last swap,
+    /// to `generation`'s buckets, then drops them from the record. Every
+    /// step is a single-key write, none a transaction: sled's transactions
+    /// take its process-wide write lock, which waits for the flush in
+    /// progress (a whole `fsync`) and holds back every other write, so a
+    /// busy contact's spill stalled the whole store. In every state
+    /// between the steps each marker is in the record or in a bucket its
+    /// generation's levels name, so a crash in between loses nothing.
+    fn spill(
+        &self,
+        key: &ContactKey,
+        generation: u32,
+        markers: &[DedupeKey],
+    ) -> Result<(), StoreError> {
+        let bits = {
+            // Stores of a generation's metadata in the order it changed,
+            // so an older count or level list never overwrites a newer.
+            let _sizing = self.sizing.lock().unwrap_or_else(|e| e.into_inner());
+            let (bits, meta) = self.layout.reserve(generation, markers.len() as u64);
+            if let Some(meta) = meta {
+                self.tree
+                    .insert(marker_buckets::meta_key(generation), meta.encode())
+                    .map_err(to_store_error)?;
+            }
+            bits
+        };
+        for marker in markers {
+            let bucket_key = marker_buckets::bucket_key(generation, bits, marker);
+            let suffix = marker_buckets::suffix(marker);
+            self.tree
+                .fetch_and_update(bucket_key, |bucket| {
+                    let mut bucket = bucket.map(<[u8]>::to_vec).unwrap_or_default();
+                    marker_buckets::insert(&mut bucket, &suffix);
+                    Some(bucket)
+                })
+                .map_err(to_store_error)?;
+        }
+        let record_key = record_key(key);
+        loop {
+            let Some((raw, mut record)) = self.read(key)? else {
+                return Ok(());
+            };
+            record.mark_spilled(generation);
+            record.remove_inline(generation, markers);
+            let swapped = self
+                .tree
+                .compare_and_swap(&record_key, Some(raw), Some(record.encode()))
+                .map_err(to_store_error)?;
+            if swapped.is_ok() {
+                return Ok(());
+            }
+        }
     }
 
     /// Every op as a compare-and-swap of its own record, not one transaction
     /// for all: an event needs its own contact's record and markers written
     /// together (one swap), not other contacts'; and a sled transaction
     /// takes sled's process-wide write lock, which waits for every read,
-    /// write and flush in progress and holds back every new one. The ops
-    /// whose markers spill share one transaction.
+    /// write and flush in progress and holds back every new one.
     fn commit_each(&self, ops: Vec<CommitOp>, now: Millis) -> Vec<Commit> {
-        let mut commits = Vec::with_capacity(ops.len());
-        let (mut spilling, mut at) = (Vec::new(), Vec::new());
-        for op in ops {
-            match self.try_inline(op, now) {
-                Ok(Ok(commit)) => commits.push(commit),
-                Ok(Err(op)) => {
-                    at.push(commits.len());
-                    commits.push(Commit::Conflict);
-                    spilling.push(op);
-                }
-                Err(e) => commits.push(Commit::Failed(e)),
-            }
-        }
-        if !spilling.is_empty() {
-            match self.commit_in_transaction(spilling, now) {
-                Ok(done) => at.iter().zip(done).for_each(|(&i, c)| commits[i] = c),
-                Err(e) => at
-                    .iter()
-                    .for_each(|&i| commits[i] = Commit::Failed(e.clone())),
-            }
-        }
-        commits
-    }
-
-    /// Ops whose markers no longer fit in their records: the records, the
-    /// generation's marker buckets and their sizing in one sled transaction
-    /// for all of them (rare but for contacts with more than
-    /// `INLINE_MARKERS` live events; one transaction per call, as each takes
-    /// sled's process-wide write lock). Each op is checked on its own; a
-    /// stale one is skipped, not fatal.
-    fn commit_in_transaction(
-        &self,
-        ops: Vec<CommitOp>,
-        now: Millis,
-    ) -> Result<Vec<Commit>, StoreError> {
-        let live = self.layout.live_range(now);
-        let generation = *live.end();
-        let sizing = match self.layout.previous(generation) {
-            Some(previous) => self.meta(previous)?,
-            None => None,
-        };
-        let keys: Vec<Vec<u8>> = ops.iter().map(|op| record_key(&op.key)).collect();
-        let result = self.tree.transaction(|tx| {
-            let meta_key = marker_buckets::meta_key(generation);
-            let mut meta: Option<GenerationMeta> = None;
-            let mut commits = Vec::with_capacity(ops.len());
-            for (op, key) in ops.iter().zip(&keys) {
-                let current = tx.get(key)?;
-                let record = match next_record(op, current.as_deref(), &live) {
-                    Ok(Some(record)) => record,
-                    Ok(None) => {
-                        commits.push(Commit::Conflict);
-                        continue;
-                    }
-                    Err(e) => return Err(ConflictableTransactionError::Abort(e)),
-                };
-                let version = record.version;
-                let record = if record.inline_count() + op.markers.len() <= INLINE_MARKERS {
-                    with_inline(record, generation, &op.markers)
-                } else {
-                    let meta = match &mut meta {
-                        Some(meta) => meta,
-                        None => meta.insert(
-                            tx.get(meta_key)?
-                                .as_deref()
-                                .and_then(GenerationMeta::decode)
-                                .unwrap_or_else(|| {
-                                    GenerationMeta::new(
-                                        sizing
-                                            .as_ref()
-                                            .map_or(marker_buckets::default_bits(), |m| {
-                                                m.next_bits()
-                                            }),
-                                    )
-                                }),
-                        ),
-                    };
-                    for marker in &op.markers {
-                        let bucket_key =
-                            marker_buckets::bucket_key(generation, meta.bits(), marker);
-                        let mut bucket =
-                            tx.get(bucket_key)?.map(|v| v.to_vec()).unwrap_or_default();
-                        if marker_buckets::insert(&mut bucket, &marker_buckets::suffix(marker)) {
-                            tx.insert(&bucket_key, bucket)?;
-                            meta.count += 1;
-                            meta.grow_if_full();
-                        }
-                    }
-                    let mut record = record;
-                    record.mark_spilled(generation);
-                    record
-                };
-                tx.insert(key.as_slice(), record.encode())?;
-                commits.push(Commit::Applied(version));
-            }
-            if let Some(meta) = &meta {
-                tx.insert(&meta_key, meta.encode())?;
-            }
-            Ok((commits, meta))
-        });
-        match result {
-            Ok((commits, meta)) => {
-                if let Some(meta) = meta {
-                    self.layout.set_levels(generation, meta.levels);
-                }
-                Ok(commits)
-            }
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(to_store_error(e)),
-        }
-    }
-
-    fn meta(&self, generation: u32) -> Result<Option<GenerationMeta>, StoreError> {
-        let stored = self
-            .tree
-            .get(marker_buckets::meta_key(generation))
-            .map_err(to_store_error)?;
-        Ok(stored.as_deref().and_then(GenerationMeta::decode))
+        ops.into_iter()
+            .map(|op| self.try_commit(op, now).unwrap_or_else(Commit::Failed))
+            .collect()
     }
 }
 
@@ -690,10 +636,7 @@ impl Store for SledStore {
         let s = self.live()?;
         if ops.len() == 1 {
             // A single op's error is the call's: nothing was written.
-            return match s.try_inline(ops.remove(0), now)? {
-                Ok(commit) => Ok(vec![commit]),
-                Err(op) => s.commit_in_transaction(vec![op], now),
-            };
+            return Ok(vec![s.try_commit(ops.remove(0), now)?]);
         }
         Ok(s.commit_each(ops, now))
     }
@@ -1104,6 +1047,102 @@ mod tests {
         assert!(load(&s, &key, &[marker], window_later).await.seen[0]);
         let much_later = Millis(t0.0 + 40 * DAY);
         assert!(!load(&s, &key, &[marker], much_later).await.seen[0]);
+    }
+
+    /// Writers racing on a few busy contacts (every write past the first
+    /// 128 spills): each applied event is remembered, after a reopen too,
+    /// and every record is back to its inline share.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_spills_remember_every_marker() {
+        const WRITERS: usize = 8;
+        const EACH: usize = 150;
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Millis(1_000 * DAY);
+        let keys: Vec<ContactKey> = (0..3)
+            .map(|c| ContactKey::new(&Tenant::default(), &format!("busy{c}")))
+            .collect();
+        {
+            let s = Arc::new(store(dir.path()));
+            let mut writers = Vec::new();
+            for w in 0..WRITERS {
+                let (s, keys) = (s.clone(), keys.clone());
+                writers.push(tokio::spawn(async move {
+                    for i in 0..EACH {
+                        let key = &keys[(w + i) % keys.len()];
+                        let marker = DedupeKey::new(key, &format!("w{w}-{i}"));
+                        loop {
+                            let snap = load(&s, key, &[marker], t0).await;
+                            assert!(!snap.seen[0]);
+                            let ops = vec![op(key, snap.version, b"p", &[marker])];
+                            match s.commit_many(ops, t0).await.unwrap()[..] {
+                                [Commit::Applied(_)] => break,
+                                [Commit::Conflict] => continue,
+                                ref other => panic!("{other:?}"),
+                            }
+                        }
+                    }
+                }));
+            }
+            for writer in writers {
+                writer.await.unwrap();
+            }
+            s.sync().await.unwrap();
+        }
+        let s = store(dir.path());
+        let live = s.live().unwrap();
+        let mut applied = 0;
+        for key in &keys {
+            let markers: Vec<DedupeKey> = (0..WRITERS)
+                .flat_map(|w| (0..EACH).map(move |i| (w, i)))
+                .filter(|(w, i)| &keys[(w + i) % keys.len()] == key)
+                .map(|(w, i)| DedupeKey::new(key, &format!("w{w}-{i}")))
+                .collect();
+            let snap = load(&s, key, &markers, t0).await;
+            assert!(snap.seen.iter().all(|&seen| seen), "a marker was lost");
+            assert_eq!(snap.version, Some(markers.len() as Version));
+            let (_, record) = live.read(key).unwrap().unwrap();
+            assert_eq!(record.inline_count(), INLINE_MARKERS);
+            applied += markers.len();
+        }
+        assert_eq!(applied, WRITERS * EACH);
+    }
+
+    /// A crash between a busy contact's swap and its spill leaves markers
+    /// inline past the record's share: they are still found, and later
+    /// spills move only their own markers.
+    #[tokio::test]
+    async fn a_record_left_past_its_share_still_dedupes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let key = ContactKey::new(&Tenant::default(), "crashed");
+        let t0 = Millis(1_000 * DAY);
+        let generation = s.live().unwrap().layout.generation(t0);
+        let held: Vec<DedupeKey> = (0..INLINE_MARKERS + 12)
+            .map(|i| DedupeKey::new(&key, &format!("e{i}")))
+            .collect();
+        let mut record = StoredRecord {
+            version: 7,
+            profile: Some(b"p".to_vec()),
+            ..StoredRecord::default()
+        };
+        record.add_inline(generation, &held);
+        s.live()
+            .unwrap()
+            .tree
+            .insert(record_key(&key), record.encode())
+            .unwrap();
+        assert!(load(&s, &key, &held, t0).await.seen.iter().all(|&x| x));
+        let next = DedupeKey::new(&key, "next");
+        let applied = s
+            .commit_many(vec![op(&key, Some(7), b"q", &[next])], t0)
+            .await;
+        assert_eq!(applied.unwrap(), [Commit::Applied(8)]);
+        let mut all = held.clone();
+        all.push(next);
+        assert!(load(&s, &key, &all, t0).await.seen.iter().all(|&x| x));
+        let (_, record) = s.live().unwrap().read(&key).unwrap().unwrap();
+        assert_eq!(record.inline_count(), held.len());
+        assert_eq!(record.spilled, [generation]);
     }
 
     #[tokio::test]
