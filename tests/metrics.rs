@@ -101,6 +101,24 @@ async fn requests_events_duplicates_and_flushes_are_counted() {
         1.0
     );
     assert_eq!(value(&text, "reach_events_duplicate_total"), 1.0);
+    if !on_redis() {
+        // A contact past its record's share of markers spills the rest.
+        let busy: Vec<_> = (0..130)
+            .map(|i| {
+                event(
+                    &format!("b{i}"),
+                    "busy",
+                    Channel::Push,
+                    Status::Delivered,
+                    now,
+                )
+            })
+            .collect();
+        assert_eq!(resend(&mut client, &busy).await, (130, 0));
+        assert_eq!(resend(&mut client, &busy).await, (0, 130));
+        let text = http_get(server.admin, "/metrics").await.1;
+        assert!(value(&text, "reach_dedupe_markers_spilled_total") >= 2.0);
+    }
     assert!(value(&text, "reach_store_flush_seconds_count") >= 1.0);
     // The gauge is refreshed every second, after the statistics flush.
     let size_of = |text: &str| {

@@ -495,6 +495,8 @@ impl Open {
                 .compare_and_swap(&record_key, Some(raw), Some(record.encode()))
                 .map_err(to_store_error)?;
             if swapped.is_ok() {
+                metrics::counter!("reach_dedupe_markers_spilled_total")
+                    .increment(markers.len() as u64);
                 return Ok(());
             }
         }
