@@ -41,6 +41,7 @@ async fn requests_events_duplicates_and_flushes_are_counted() {
     e.carrier = "att".into();
     e.country = "US".into();
     e.sent_at = Some(ts(now - 4_000));
+    e.message_id = "msg-1".into();
     assert!(!record(&mut client, e.clone()).await);
     assert!(record(&mut client, e).await);
     let bad = event("m2", "", Channel::Sms, Status::Delivered, now);
@@ -101,6 +102,21 @@ async fn requests_events_duplicates_and_flushes_are_counted() {
         1.0
     );
     assert_eq!(value(&text, "reach_events_duplicate_total"), 1.0);
+    let route = "channel=\"sms\",carrier=\"att\",country=\"US\"";
+    assert_eq!(
+        value(
+            &text,
+            &format!("reach_route_outcomes_total{{{route},status=\"DELIVERED\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("reach_delivery_latency_seconds_count{{{route}}}")
+        ),
+        1.0
+    );
     if !on_redis() {
         // A contact past its record's share of markers spills the rest.
         let busy: Vec<_> = (0..130)

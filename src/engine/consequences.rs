@@ -203,7 +203,8 @@ impl<S: Store> Engine<S> {
             for s in &c.stats {
                 self.stats
                     .record(&tenant, s.at, &s.dims, s.status, s.delta, s.latency_ms);
-                route_metrics(&s.dims, s.status, s.delta, s.latency_ms);
+                self.event_metrics
+                    .route(&s.dims, s.status, s.delta, s.latency_ms);
             }
             if c.actions.is_empty() {
                 continue;
@@ -227,26 +228,5 @@ impl<S: Store> Engine<S> {
             .publish(self.store.as_ref(), tenant, &[action])
             .await?;
         Ok(())
-    }
-}
-
-/// Route health for Prometheus: outcomes and sent-to-delivered latency by
-/// channel, carrier and country (what the dashboard's route panels show).
-/// Corrections (negative deltas) are left out: a counter only grows.
-fn route_metrics(dims: &Dims, status: Status, delta: i64, latency_ms: Option<i64>) {
-    if delta <= 0 {
-        return;
-    }
-    let channel = dims.channel.map_or("", |c| c.name());
-    let labels = [
-        ("channel", channel.to_string()),
-        ("carrier", dims.carrier.clone()),
-        ("country", dims.country.clone()),
-    ];
-    let mut with_status = labels.to_vec();
-    with_status.push(("status", status.name().to_string()));
-    metrics::counter!("reach_route_outcomes_total", &with_status).increment(delta as u64);
-    if let Some(ms) = latency_ms {
-        metrics::histogram!("reach_delivery_latency_seconds", &labels).record(ms as f64 / 1000.0);
     }
 }

@@ -212,7 +212,7 @@ impl<S: Store> Engine<S> {
                         pending.push((i, prepared.duplicate, prepared.consequences));
                     }
                     None => {
-                        count_recorded(&groups[i], &prepared.duplicate);
+                        self.count_recorded(&groups[i], &prepared.duplicate);
                         done[i] = Some(prepared.duplicate);
                     }
                 }
@@ -241,7 +241,7 @@ impl<S: Store> Engine<S> {
                     }
                 };
                 if written {
-                    count_recorded(&groups[i], &duplicate);
+                    self.count_recorded(&groups[i], &duplicate);
                     done[i] = Some(duplicate);
                     committed.push(consequences);
                 }
@@ -316,20 +316,16 @@ struct Prepared {
     consequences: Consequences,
 }
 
-/// A group's events recorded by channel and status, and its duplicates
-/// (dedupe hits), counted when the group is done.
-fn count_recorded(group: &Group, duplicates: &[bool]) {
-    for (event, &duplicate) in group.events.iter().zip(duplicates) {
-        let event = &event.0;
-        if duplicate {
-            metrics::counter!("reach_events_duplicate_total").increment(1);
-        } else {
-            metrics::counter!(
-                "reach_events_total",
-                "channel" => event.channel.name(),
-                "status" => event.status.name()
-            )
-            .increment(1);
+impl<S: Store> Engine<S> {
+    /// A group's events recorded by channel and status, and its duplicates
+    /// (dedupe hits), counted when the group is done.
+    fn count_recorded(&self, group: &Group, duplicates: &[bool]) {
+        for (event, &duplicate) in group.events.iter().zip(duplicates) {
+            if duplicate {
+                self.event_metrics.duplicate();
+            } else {
+                self.event_metrics.recorded(event.0.channel, event.0.status);
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ mod background;
 mod catalog_cache;
 mod consequences;
 mod contacts;
+mod event_metrics;
 mod ingest;
 mod outbox;
 mod outlooks;
@@ -78,6 +79,7 @@ pub struct Engine<S> {
     routes: routes::RouteMonitor,
     outbox: outbox::Outbox,
     addresses: AddressBook,
+    event_metrics: event_metrics::EventMetrics,
     senders: senders::Senders,
     policies: policies::Policies,
 }
@@ -92,6 +94,7 @@ impl<S: Store> Engine<S> {
             .unwrap_or_else(|| AddressKey::new(random_key()));
         Engine {
             addresses: AddressBook::new(key, settings.addresses),
+            event_metrics: event_metrics::EventMetrics::default(),
             senders: senders::Senders::new(settings.sender_health),
             policies: policies::Policies::new(settings.policies, settings.quiet_hours),
             store,

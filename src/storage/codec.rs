@@ -124,59 +124,75 @@ struct WireChannelV2 {
 
 const NONE: u8 = 255;
 
-/// Counter slots; 0-13 are those of format 2.
-fn counters(state: &mut ChannelState) -> [&mut u32; 15] {
-    let c = &mut state.counts;
-    [
-        &mut c.sent,
-        &mut c.delivered,
-        &mut c.pending_retry,
-        &mut c.bounced_hard,
-        &mut c.unconfirmed,
-        &mut c.optout,
-        &mut c.optin,
-        &mut c.complaint,
-        &mut c.opened,
-        &mut c.clicked,
-        &mut c.replied,
-        &mut state.sender_side.blocked_compliance,
-        &mut state.sender_side.sender_error,
-        &mut state.hard_fails.older,
-        &mut state.soft_fails.older,
-    ]
+/// Declares a list of slots once, as two functions: one reads them by
+/// value (encoding), the other borrows them mutably (decoding). Encoding
+/// used to clone the whole state to borrow it mutably.
+macro_rules! slots {
+    ($(#[$doc:meta])* $values:ident, $refs:ident, $ty:ty, [$t:ty; $n:literal], |$s:ident| [$($field:expr),* $(,)?]) => {
+        $(#[$doc])*
+        fn $values($s: &$ty) -> [$t; $n] {
+            [$($field),*]
+        }
+
+        fn $refs($s: &mut $ty) -> [&mut $t; $n] {
+            [$(&mut $field),*]
+        }
+    };
 }
 
-fn evidence(state: &mut ChannelState) -> [&mut f64; 5] {
-    let e = &mut state.evidence;
-    [
-        &mut e.delivered,
-        &mut e.hard_fails,
-        &mut e.soft_fails,
-        &mut e.unconfirmed,
-        &mut e.engaged,
+slots!(
+    /// Counter slots; 0-13 are those of format 2.
+    counter_values, counters, ChannelState, [u32; 15], |state| [
+        state.counts.sent,
+        state.counts.delivered,
+        state.counts.pending_retry,
+        state.counts.bounced_hard,
+        state.counts.unconfirmed,
+        state.counts.optout,
+        state.counts.optin,
+        state.counts.complaint,
+        state.counts.opened,
+        state.counts.clicked,
+        state.counts.replied,
+        state.sender_side.blocked_compliance,
+        state.sender_side.sender_error,
+        state.hard_fails.older,
+        state.soft_fails.older,
     ]
-}
+);
 
-/// Time slots; 0-8 are those of format 2.
-fn times(state: &mut ChannelState) -> [&mut Option<Millis>; 11] {
-    [
-        &mut state.evidence.anchor,
-        &mut state.last_event,
-        &mut state.last_cleared,
-        &mut state.consent.last_opt_out,
-        &mut state.consent.last_opt_in,
-        &mut state.consent.last_complaint,
-        &mut state.consent.last_permission,
-        &mut state.hard_fails.older_first,
-        &mut state.hard_fails.older_last,
-        &mut state.soft_fails.older_first,
-        &mut state.soft_fails.older_last,
+slots!(evidence_values, evidence, ChannelState, [f64; 5], |state| [
+    state.evidence.delivered,
+    state.evidence.hard_fails,
+    state.evidence.soft_fails,
+    state.evidence.unconfirmed,
+    state.evidence.engaged,
+]);
+
+slots!(
+    /// Time slots; 0-8 are those of format 2.
+    time_values, times, ChannelState, [Option<Millis>; 11], |state| [
+        state.evidence.anchor,
+        state.last_event,
+        state.last_cleared,
+        state.consent.last_opt_out,
+        state.consent.last_opt_in,
+        state.consent.last_complaint,
+        state.consent.last_permission,
+        state.hard_fails.older_first,
+        state.hard_fails.older_last,
+        state.soft_fails.older_first,
+        state.soft_fails.older_last,
     ]
-}
+);
 
-fn message_times(m: &mut MessageState) -> [&mut Option<Millis>; 3] {
-    [&mut m.sent_at, &mut m.deadline, &mut m.unconfirmed_at]
-}
+slots!(
+    message_time_values,
+    message_times,
+    MessageState,
+    [Option<Millis>; 3],
+    |m| [m.sent_at, m.deadline, m.unconfirmed_at,]
+);
 
 fn sparse<T: Default + PartialEq + Copy, const N: usize>(values: [T; N]) -> Vec<(u8, T)> {
     values
@@ -188,8 +204,7 @@ fn sparse<T: Default + PartialEq + Copy, const N: usize>(values: [T; N]) -> Vec<
 }
 
 fn state_latest(state: &ChannelState, base: &mut i64) {
-    let mut state = state.clone();
-    for t in times(&mut state).into_iter().flatten() {
+    for t in time_values(state).into_iter().flatten() {
         *base = (*base).max(t.0);
     }
     for t in state
@@ -215,8 +230,7 @@ fn base_of(profile: &ContactProfile) -> i64 {
         state_latest(&slot.state, &mut base);
     }
     for m in &profile.messages.list {
-        let mut m = m.clone();
-        for t in message_times(&mut m).into_iter().flatten() {
+        for t in message_time_values(m).into_iter().flatten() {
             base = base.max(t.0);
         }
         if let Some((_, at)) = m.outcome {
@@ -236,12 +250,11 @@ fn base_of(profile: &ContactProfile) -> i64 {
 }
 
 fn encode_state(channel: Channel, state: &ChannelState, base: i64) -> WireChannel {
-    let mut state = state.clone();
     WireChannel {
         channel: channel.index() as u8,
-        counts: sparse(counters(&mut state).map(|c| *c)),
-        evidence: sparse(evidence(&mut state).map(|e| *e)),
-        times: times(&mut state)
+        counts: sparse(counter_values(state)),
+        evidence: sparse(evidence_values(state)),
+        times: time_values(state)
             .into_iter()
             .enumerate()
             .filter_map(|(slot, t)| t.map(|t| (slot as u8, base - t.0)))
@@ -250,7 +263,8 @@ fn encode_state(channel: Channel, state: &ChannelState, base: i64) -> WireChanne
         recent_soft_fails: state.soft_fails.recent.iter().map(|t| base - t.0).collect(),
         route: state
             .last_route
-            .map(|r| (r.carrier, r.country, base - r.at.0)),
+            .as_ref()
+            .map(|r| (r.carrier.clone(), r.country.clone(), base - r.at.0)),
     }
 }
 
@@ -291,8 +305,7 @@ fn decode_state(w: WireChannel, base: i64) -> Result<(Channel, ChannelState), St
 }
 
 fn encode_message(m: &MessageState, base: i64, addresses: &[AddressSlot]) -> WireMessage {
-    let mut m = m.clone();
-    let mut times: Vec<(u8, i64)> = message_times(&mut m)
+    let mut times: Vec<(u8, i64)> = message_time_values(m)
         .into_iter()
         .enumerate()
         .filter_map(|(slot, t)| t.map(|t| (slot as u8, base - t.0)))
@@ -316,7 +329,7 @@ fn encode_message(m: &MessageState, base: i64, addresses: &[AddressSlot]) -> Wir
             .map_or(NONE, |i| i as u8),
         latency_ms: m.latency_ms,
         times,
-        id: m.id,
+        id: m.id.clone(),
         address,
     }
 }
