@@ -21,7 +21,7 @@ use crate::bench::{
 
 const SEED: u64 = 20261126;
 /// Bumped whenever the store layout changes, so cached stores are rebuilt.
-const STORE_LAYOUT: u32 = 7;
+const STORE_LAYOUT: u32 = 8;
 
 /// Settings of one bench run.
 #[derive(Clone, Debug)]

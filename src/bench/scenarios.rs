@@ -9,10 +9,10 @@ use tonic::transport::Channel as Connection;
 use crate::{
     bench::{
         load::{Load, Measured, drive},
-        preload::contact_id,
+        preload::{address_for, bench_metadata, contact_id},
     },
-    domain::Millis,
-    grpc::timestamp,
+    domain::{Channel, Millis},
+    grpc::{channel_to_proto, timestamp},
     proto::{
         self,
         bench::{EchoRequest, echo_service_client::EchoServiceClient},
@@ -121,19 +121,22 @@ impl Target {
             95..98 => proto::Status::Opened,
             _ => proto::Status::BouncedHard,
         };
-        let channel = fastrand::i32(1..=4);
+        // Production events name their address, so the bench pays for
+        // validating and hashing it.
+        let channel = Channel::ALL[fastrand::usize(..Channel::ALL.len())];
+        let metadata = bench_metadata();
         proto::RecordEventRequest {
             event: Some(proto::ChannelEvent {
                 event_id: format!("bench-{}-{worker}-{seq}-{k}", self.run_id),
                 address: address_for(&contact_id, channel),
                 contact_id,
-                channel,
+                channel: channel_to_proto(channel) as i32,
                 status: status as i32,
                 occurred_at: Some(timestamp(Millis(now.0 - fastrand::i64(0..86_400_000)))),
-                provider: "bench".into(),
-                carrier: "carrier-a".into(),
-                country: "US".into(),
-                campaign_id: "campaign-1".into(),
+                provider: metadata.provider,
+                carrier: metadata.carrier,
+                country: metadata.country,
+                campaign_id: metadata.campaign_id,
                 ..Default::default()
             }),
         }
@@ -270,17 +273,4 @@ pub async fn run_echo(
         }
     })
     .await
-}
-
-/// The address an event of `contact_id` on `channel` goes to: production
-/// events name one, so the bench pays for validating and hashing it.
-fn address_for(contact_id: &str, channel: i32) -> String {
-    let digits: String = contact_id.chars().filter(char::is_ascii_digit).collect();
-    let n: u64 = digits.parse().unwrap_or(0);
-    match proto::Channel::try_from(channel) {
-        Ok(proto::Channel::Email) => format!("c{n}@example.com"),
-        Ok(proto::Channel::Push) => format!("token-{n:016x}"),
-        // One number per contact: exchange 200-999, line 0000-9999.
-        _ => format!("+1650{:03}{:04}", 200 + (n / 10_000) % 800, n % 10_000),
-    }
 }
