@@ -14,7 +14,8 @@ mod status;
 
 pub use admin::AdminApi;
 pub use convert::{
-    channel_to as channel_to_proto, event_from, millis_from, status_to as status_to_proto, timestamp,
+    channel_to as channel_to_proto, event_from, millis_from, status_to as status_to_proto,
+    timestamp,
 };
 pub use providers::request_from;
 pub use service::ReachabilityApi;
