@@ -292,12 +292,60 @@ impl Clock {
     }
 }
 
-fn encode_state(channel: Channel, state: &ChannelState, base: i64, format: u8) -> WireChannel {
-    let mut clock = Clock::new(base, format);
-    let route = state
-        .last_route
-        .as_ref()
-        .map(|r| (r.carrier.clone(), r.country.clone(), clock.back(r.at)));
+/// What the states of one profile are written against: the profile's
+/// latest time, the format, and the route written last. Format 5 writes a
+/// route that repeats the one before (channels, then addresses) as two
+/// empty strings, which no real route is (a route names a carrier or a
+/// country): a contact's channels mostly go the same way.
+struct Frame {
+    base: i64,
+    format: u8,
+    last_route: Option<(String, String)>,
+}
+
+impl Frame {
+    fn new(base: i64, format: u8) -> Self {
+        Frame {
+            base,
+            format,
+            last_route: None,
+        }
+    }
+
+    fn clock(&self) -> Clock {
+        Clock::new(self.base, self.format)
+    }
+
+    fn put_route(&mut self, carrier: &str, country: &str) -> (String, String) {
+        let repeated = self
+            .last_route
+            .as_ref()
+            .is_some_and(|(a, b)| a == carrier && b == country);
+        if self.format >= 5 && repeated {
+            return (String::new(), String::new());
+        }
+        self.last_route = Some((carrier.to_string(), country.to_string()));
+        (carrier.to_string(), country.to_string())
+    }
+
+    fn get_route(&mut self, carrier: String, country: String) -> Result<(String, String), String> {
+        if self.format >= 5 && carrier.is_empty() && country.is_empty() {
+            return self
+                .last_route
+                .clone()
+                .ok_or_else(|| "a route repeats none".to_string());
+        }
+        self.last_route = Some((carrier.clone(), country.clone()));
+        Ok((carrier, country))
+    }
+}
+
+fn encode_state(channel: Channel, state: &ChannelState, frame: &mut Frame) -> WireChannel {
+    let mut clock = frame.clock();
+    let route = state.last_route.as_ref().map(|r| {
+        let (carrier, country) = frame.put_route(&r.carrier, &r.country);
+        (carrier, country, clock.back(r.at))
+    });
     WireChannel {
         channel: channel.index() as u8,
         counts: sparse(counter_values(state)),
@@ -323,18 +371,20 @@ fn encode_state(channel: Channel, state: &ChannelState, base: i64, format: u8) -
     }
 }
 
-fn decode_state(w: WireChannel, base: i64, format: u8) -> Result<(Channel, ChannelState), String> {
+fn decode_state(w: WireChannel, frame: &mut Frame) -> Result<(Channel, ChannelState), String> {
     let channel = channel_of(w.channel).ok_or_else(|| format!("unknown channel {}", w.channel))?;
-    let mut clock = Clock::new(base, format);
-    // The route's time is the first of the chain.
-    let mut state = ChannelState {
-        last_route: w.route.map(|(carrier, country, back)| Route {
+    let mut clock = frame.clock();
+    let mut state = ChannelState::default();
+    if let Some((carrier, country, back)) = w.route {
+        let (carrier, country) = frame.get_route(carrier, country)?;
+        // The route's time is the first of the chain.
+        let at = clock.at(back);
+        state.last_route = Some(Route {
             carrier,
             country,
-            at: clock.at(back),
-        }),
-        ..ChannelState::default()
-    };
+            at,
+        });
+    }
     for (slot, count) in w.counts {
         **counters(&mut state)
             .get_mut(slot as usize)
@@ -421,20 +471,20 @@ fn decode_message(
     Ok(m)
 }
 
-fn encode_address(slot: &AddressSlot, base: i64, format: u8) -> WireAddress {
+fn encode_address(slot: &AddressSlot, frame: &mut Frame) -> WireAddress {
     let info = &slot.info;
     WireAddress {
         id: slot.id.0,
         kind: index_of(&AddressKind::ALL, info.kind),
         phone_type: index_of(&PhoneType::ALL, info.phone_type),
         region: info.region.clone(),
-        hint: match format {
+        hint: match frame.format {
             5.. => squeeze_hint(&info.hint),
             _ => info.hint.clone(),
         },
         plaintext: info.plaintext.as_ref().map(|p| p.0.clone()),
         label: info.label.clone(),
-        state: encode_state(slot.channel, &slot.state, base, format),
+        state: encode_state(slot.channel, &slot.state, frame),
     }
 }
 
@@ -480,8 +530,8 @@ fn expand_hint(stored: String) -> String {
         .collect()
 }
 
-fn decode_address(w: WireAddress, base: i64, format: u8) -> Result<AddressSlot, String> {
-    let (channel, state) = decode_state(w.state, base, format)?;
+fn decode_address(w: WireAddress, frame: &mut Frame) -> Result<AddressSlot, String> {
+    let (channel, state) = decode_state(w.state, frame)?;
     Ok(AddressSlot {
         channel,
         id: AddressId(w.id),
@@ -493,7 +543,7 @@ fn decode_address(w: WireAddress, base: i64, format: u8) -> Result<AddressSlot, 
                 .get(w.phone_type as usize)
                 .ok_or("bad phone type")?,
             region: w.region,
-            hint: match format {
+            hint: match frame.format {
                 5.. => expand_hint(w.hint),
                 _ => w.hint,
             },
@@ -560,11 +610,12 @@ pub fn encode_profile(profile: &ContactProfile) -> Vec<u8> {
 /// `format` is 4 or 5 (the one written; 4 only to test reading it).
 fn encode_profile_as(profile: &ContactProfile, format: u8) -> Vec<u8> {
     let base = base_of(profile);
+    let mut frame = Frame::new(base, format);
     let wire = Wire {
         base,
         channels: Channel::ALL
             .iter()
-            .filter_map(|&c| profile.channel(c).map(|s| encode_state(c, s, base, format)))
+            .filter_map(|&c| profile.channel(c).map(|s| encode_state(c, s, &mut frame)))
             .collect(),
         messages: profile
             .messages
@@ -575,7 +626,7 @@ fn encode_profile_as(profile: &ContactProfile, format: u8) -> Vec<u8> {
         addresses: profile
             .addresses
             .iter()
-            .map(|a| encode_address(a, base, format))
+            .map(|a| encode_address(a, &mut frame))
             .collect(),
         contact: encode_contact(&profile.contact, base),
     };
@@ -600,13 +651,14 @@ pub fn decode_profile(bytes: &[u8]) -> Result<ContactProfile, String> {
         None => return Err("empty record".into()),
     };
     let base = wire.base;
+    let mut frame = Frame::new(base, format);
     let mut profile = ContactProfile::default();
     for w in wire.channels {
-        let (channel, state) = decode_state(w, base, format)?;
+        let (channel, state) = decode_state(w, &mut frame)?;
         profile.channels[channel.index()] = Some(state);
     }
     for w in wire.addresses {
-        profile.addresses.push(decode_address(w, base, format)?);
+        profile.addresses.push(decode_address(w, &mut frame)?);
     }
     for w in wire.messages {
         let m = decode_message(w, base, &profile.addresses)?;
@@ -759,6 +811,35 @@ mod tests {
             assert!(squeezed.len() <= hint.len());
         }
         assert_eq!(squeeze_hint("+*********67").len(), 4);
+    }
+
+    #[test]
+    fn routes_that_repeat_are_written_once_and_read_back() {
+        let mut p = profile_with_addresses();
+        let routes = [
+            ("carrier-a", "US"),
+            ("carrier-a", "US"),
+            ("", "GB"),
+            ("carrier-a", "US"),
+        ];
+        let states = p
+            .channels
+            .iter_mut()
+            .flatten()
+            .chain(p.addresses.iter_mut().map(|a| &mut a.state));
+        for (state, (carrier, country)) in states.zip(routes.into_iter().cycle()) {
+            state.last_route = Some(Route {
+                carrier: carrier.into(),
+                country: country.into(),
+                at: Millis(1_790_000_000_000),
+            });
+        }
+        assert_eq!(decode_profile(&encode_profile(&p)).unwrap(), p);
+        let mut bytes = encode_profile(&ContactProfile::default());
+        bytes.truncate(1);
+        // base 0, one SMS channel whose route is two empty strings.
+        bytes.extend([0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(decode_profile(&bytes).unwrap_err(), "a route repeats none");
     }
 
     #[test]
