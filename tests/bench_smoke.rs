@@ -83,6 +83,8 @@ fn the_soak_runs_and_reports_its_drift() {
         "1s",
         "--probe",
         "1s",
+        "--step",
+        "400ms",
         "--settle",
         "500ms",
         "--duration",
@@ -102,9 +104,24 @@ fn the_soak_runs_and_reports_its_drift() {
         "| server file reads per call |",
         "| server's own p99 ms (its histogram's bucket) |",
         "open-loop from 410 readers and 102 writers",
+        "Open-loop staircase (the soak's own load: 410 readers and 102 writers",
+        "| offered calls/s | of the closed-loop maximum | completed calls/s |",
+        "(the open-loop maximum) = 70% of the open-loop maximum ",
         "store aged by ",
     ] {
         assert!(stdout.contains(figure), "missing {figure}:\n{stdout}");
+    }
+    // The staircase climbed until a step did not hold (or to its top): every
+    // step but the last held.
+    let steps: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("| offered calls/s |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert!(!steps.is_empty(), "no staircase steps:\n{stdout}");
+    for step in &steps[..steps.len() - 1] {
+        assert!(step.ends_with("| yes |"), "{step}");
     }
     // The store was read before the server started and after it stopped:
     // the events written are in it, and the disk holds at least that.

@@ -12,6 +12,7 @@ pub mod child;
 mod cpu_times;
 mod echo;
 mod load;
+mod open_loop;
 mod preload;
 pub mod redis_cluster;
 mod redis_compare;
@@ -20,6 +21,7 @@ mod run;
 mod scenarios;
 mod server_latency;
 mod soak;
+mod staircase;
 mod steal;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -29,7 +31,7 @@ use clap::{Args, Subcommand};
 pub use load::Load;
 pub use run::RunSpec;
 pub use scenarios::Scenario;
-pub use soak::SoakSpec;
+pub use soak::{Basis, SoakSpec};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -153,6 +155,18 @@ pub struct SoakArgs {
     /// Fraction of the measured maximum throughput to offer.
     #[arg(long, default_value_t = 0.7)]
     fraction: f64,
+    /// Which maximum: `open`, the highest rate the soak's own open-loop
+    /// load holds at the closed-loop probe's p99 (a staircase of rates
+    /// from 30% of the closed-loop maximum, 5% apart); `closed`, the
+    /// closed-loop probe's (64 calls in flight, which the server batches,
+    /// so each costs less than an open-loop call). Both are measured and
+    /// reported either way.
+    #[arg(long, value_enum, default_value_t = Basis::Open)]
+    basis: Basis,
+    /// Measured time of each step of the open-loop staircase (a quarter
+    /// of it more settles before each).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    step: Duration,
     /// Offer this many calls per second instead of a fraction of the
     /// maximum (the probe still runs and is reported): to compare builds or
     /// settings at the same load, since the probe moves between runs.
@@ -212,6 +226,8 @@ impl SoakArgs {
                 warmup: Duration::from_secs(2).min(self.probe),
                 duration: self.probe,
             },
+            step: self.step,
+            basis: self.basis,
             fraction: self.fraction,
             rate: self.rate,
             workers: self.workers.max(1),

@@ -1,27 +1,39 @@
 //! `reach bench soak`: a long mixed read/write run at a fixed fraction of the
 //! measured maximum throughput, to show that memory and latency stay flat.
 //!
-//! The load is open-loop: every call has a scheduled start time and its
-//! latency is measured from that time, so a server that stalls is charged
-//! for the calls queued behind the stall (no coordinated omission).
+//! The load is open-loop (src/bench/open_loop.rs), and the maximum it is a
+//! fraction of is measured in the same shape by default: a staircase of
+//! open-loop rates (src/bench/staircase.rs), reported beside the
+//! closed-loop probe's maximum.
 
 use std::{
     fmt::Write as _,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
-
-use hdrhistogram::Histogram;
 
 use crate::bench::{
     child::ServerProcess,
     cpu_times::{CpuShares, CpuTimes},
     load::{Load, connect},
+    open_loop::{self, Pools, SharedTally, p99},
     preload::{StoreContents, dir_size, store_contents},
     run::{ensure_store, store_dir},
     scenarios::{Scenario, Target},
+    staircase::{self, Staircase},
 };
+
+/// Which measured maximum the soak offers a fraction of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Basis {
+    /// The open-loop staircase's: the highest rate the soak's own load
+    /// holds at the closed-loop probe's p99.
+    Open,
+    /// The closed-loop probe's (64 calls in flight, which the server
+    /// batches): the basis until the thirty-third session.
+    Closed,
+}
 
 /// Settings of one soak.
 #[derive(Clone, Debug)]
@@ -35,6 +47,10 @@ pub struct SoakSpec {
     pub precondition: Duration,
     /// The closed-loop run that finds the maximum throughput.
     pub probe: Load,
+    /// Measured time of each step of the open-loop staircase.
+    pub step: Duration,
+    /// Which maximum the fraction is of.
+    pub basis: Basis,
     /// Fraction of that maximum the soak offers.
     pub fraction: f64,
     /// A fixed rate to offer instead of the fraction.
@@ -91,99 +107,15 @@ pub struct Sample {
 pub struct Soak {
     /// Events the precondition wrote, and at what rate.
     pub preconditioned: Option<(u64, f64)>,
+    /// The closed-loop probe's maximum, and its p99 (microseconds).
     pub max_per_sec: f64,
+    pub max_p99_us: u64,
+    pub staircase: Staircase,
     pub offered_per_sec: f64,
     pub samples: Vec<Sample>,
     /// The store before the server started and after it stopped.
     pub store_before: StoreContents,
     pub store_after: StoreContents,
-}
-
-#[derive(Default)]
-struct Tally {
-    calls: u64,
-    errors: u64,
-    latency_us: Option<Histogram<u64>>,
-    read_us: Option<Histogram<u64>>,
-    write_us: Option<Histogram<u64>>,
-}
-
-impl Tally {
-    fn record(&mut self, latency: Duration, ok: bool, write: bool) {
-        if !ok {
-            self.errors += 1;
-            return;
-        }
-        self.calls += 1;
-        let us = latency.as_micros() as u64;
-        let kind = if write {
-            &mut self.write_us
-        } else {
-            &mut self.read_us
-        };
-        for hist in [&mut self.latency_us, kind] {
-            hist.get_or_insert_with(new_histogram).saturating_record(us);
-        }
-    }
-}
-
-/// The soak's open-loop workers, in two pools: readers that call
-/// `GetBestChannel` and writers that call `RecordEvent`, each pool paced at
-/// its share of the offered rate (four reads to one write, the mix of the
-/// probe). Apart, as the orchestration engines that read and the ingestion
-/// jobs that write are apart: with one pool, a worker waiting for a durable
-/// write delayed the reads scheduled after it on the same worker, and a
-/// flush that held every worker in a write charged every read queued behind
-/// it (docs/reliability.md, "Soak").
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Pools {
-    readers: usize,
-    writers: usize,
-    read_rate: f64,
-    write_rate: f64,
-}
-
-impl Pools {
-    fn split(workers: usize, offered_per_sec: f64) -> Pools {
-        let every = Scenario::MIXED_WRITE_EVERY;
-        let workers = workers.max(2);
-        let writers = (workers / every as usize).max(1);
-        let write_rate = offered_per_sec / every as f64;
-        Pools {
-            readers: workers - writers,
-            writers,
-            read_rate: offered_per_sec - write_rate,
-            write_rate,
-        }
-    }
-
-    /// What the `worker`th worker calls, whether that is a write, when its
-    /// first call is due (from the start) and the time between its calls.
-    fn schedule(&self, worker: usize) -> (Scenario, bool, Duration, Duration) {
-        let (scenario, write, index, size, rate) = if worker < self.readers {
-            let r = self.read_rate;
-            (Scenario::BestChannel, false, worker, self.readers, r)
-        } else {
-            let w = self.write_rate;
-            let index = worker - self.readers;
-            (Scenario::RecordEvent, true, index, self.writers, w)
-        };
-        let rate = rate.max(f64::MIN_POSITIVE);
-        (
-            scenario,
-            write,
-            Duration::from_secs_f64(index as f64 / rate),
-            Duration::from_secs_f64(size as f64 / rate),
-        )
-    }
-}
-
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
-}
-
-fn p99(hist: &Option<Histogram<u64>>) -> u64 {
-    hist.as_ref().map_or(0, |h| h.value_at_quantile(0.99))
 }
 
 pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
@@ -202,42 +134,36 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
 
     let preconditioned = precondition(&target, spec).await?;
     let probe = target.run(Scenario::Mixed, spec.probe).await;
-    let max_per_sec = probe.items_per_sec();
-    let offered_per_sec = spec.rate.unwrap_or(max_per_sec * spec.fraction).max(1.0);
+    let (max_per_sec, max_p99_us) = (probe.items_per_sec(), probe.latency(0.99));
+    eprintln!("soak: closed-loop maximum {max_per_sec:.0}/s (p99 {max_p99_us}us)");
+    let staircase = staircase::climb(
+        &target,
+        &reach,
+        spec.workers,
+        max_per_sec,
+        max_p99_us,
+        spec.step,
+    )
+    .await?;
+    let basis_per_sec = match spec.basis {
+        Basis::Open => staircase.maximum(),
+        Basis::Closed => max_per_sec,
+    };
+    let offered_per_sec = spec.rate.unwrap_or(basis_per_sec * spec.fraction).max(1.0);
     eprintln!(
-        "soak: maximum mixed throughput {max_per_sec:.0}/s (p99 {}us); offering {offered_per_sec:.0}/s",
-        probe.latency(0.99)
+        "soak: open-loop maximum {:.0}/s; offering {offered_per_sec:.0}/s",
+        staircase.maximum()
     );
 
-    let tally = Arc::new(Mutex::new(Tally::default()));
+    let tally = SharedTally::default();
     let start = Instant::now() + Duration::from_millis(50);
     let end = start + spec.settle + spec.duration;
-    let pools = Pools::split(spec.workers, offered_per_sec);
-    let mut tasks = Vec::with_capacity(pools.readers + pools.writers);
-    for worker in 0..pools.readers + pools.writers {
-        let (target, tally) = (target.clone(), tally.clone());
-        let (scenario, write, first, interval) = pools.schedule(worker);
-        let first = start + first;
-        tasks.push(tokio::spawn(async move {
-            let mut due = first;
-            let mut seq = 0u64;
-            while due < end {
-                tokio::time::sleep_until(due.into()).await;
-                let ok = target.call(scenario, worker, seq).await.is_ok();
-                tally
-                    .lock()
-                    .expect("tally")
-                    .record(due.elapsed(), ok, write);
-                seq += 1;
-                due += interval;
-            }
-        }));
-    }
+    let tasks = Pools::split(spec.workers, offered_per_sec).spawn(&target, start, end, &tally);
 
     let mut samples = Vec::new();
     let mut next = start + spec.settle;
     tokio::time::sleep_until(next.into()).await;
-    std::mem::take(&mut *tally.lock().expect("tally"));
+    open_loop::take(&tally);
     let mut cpu = CpuTimes::now();
     let mut server_cpu = reach.cpu_time();
     let mut file_reads = reach.file_reads();
@@ -245,7 +171,7 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
     while next + spec.window <= end {
         next += spec.window;
         tokio::time::sleep_until(next.into()).await;
-        let window = std::mem::take(&mut *tally.lock().expect("tally"));
+        let window = open_loop::take(&tally);
         let hist = window.latency_us.as_ref();
         let allocator = reach.allocator().await;
         let durations_now = reach.request_durations().await;
@@ -300,6 +226,8 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
     Ok(Soak {
         preconditioned,
         max_per_sec,
+        max_p99_us,
+        staircase,
         offered_per_sec,
         samples,
         store_before,
@@ -417,20 +345,30 @@ impl Soak {
             ),
             None => "store as preloaded, ".to_string(),
         };
+        let open_max = self.staircase.maximum();
+        let basis = match (spec.rate, spec.basis) {
+            (Some(_), _) => "a fixed rate",
+            (None, Basis::Open) => "the open-loop maximum",
+            (None, Basis::Closed) => "the closed-loop maximum",
+        };
         let _ = writeln!(
             out,
             "Soak: {} contacts, {aged}mixed load (4 GetBestChannel : 1 RecordEvent), {:.0}/s offered \
-             = {:.0}% of the measured maximum {:.0}/s, open-loop from {} readers and {} writers, \
-             {:?} settling + {:?} measured.\n",
+             ({basis}) = {:.0}% of the open-loop maximum {open_max:.0}/s and {:.0}% of the \
+             closed-loop maximum {:.0}/s (p99 {:.2} ms at 4 x 16 in flight), open-loop from {} \
+             readers and {} writers, {:?} settling + {:?} measured.\n",
             spec.contacts,
             self.offered_per_sec,
+            self.offered_per_sec / open_max.max(1.0) * 100.0,
             self.offered_per_sec / self.max_per_sec.max(1.0) * 100.0,
             self.max_per_sec,
+            ms(self.max_p99_us),
             pools.readers,
             pools.writers,
             spec.settle,
             spec.duration,
         );
+        let _ = writeln!(out, "{}", self.staircase.render());
         if let (Some(first), Some(last)) = (self.samples.first(), self.samples.last()) {
             let rss = drift(first.rss_bytes as f64, last.rss_bytes as f64);
             let p99 = drift(first.p99_us as f64, last.p99_us as f64);
@@ -558,52 +496,4 @@ impl Soak {
 
 fn verdict(met: bool) -> &'static str {
     if met { "(met)" } else { "(MISSED)" }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_and_writes_are_tallied_apart_and_together() {
-        let mut tally = Tally::default();
-        for _ in 0..99 {
-            tally.record(Duration::from_millis(1), true, false);
-        }
-        tally.record(Duration::from_millis(40), true, true);
-        tally.record(Duration::from_millis(500), false, true);
-
-        assert_eq!((tally.calls, tally.errors), (100, 1));
-        let ms = |hist: &Option<Histogram<u64>>| p99(hist) / 1000;
-        assert_eq!(ms(&tally.read_us), 1);
-        assert_eq!(ms(&tally.write_us), 40);
-        assert_eq!(tally.latency_us.as_ref().map(|h| h.len()), Some(100));
-        assert_eq!(ms(&Tally::default().write_us), 0);
-    }
-
-    #[test]
-    fn readers_and_writers_share_the_rate_four_to_one() {
-        let pools = Pools::split(512, 6600.0);
-        assert_eq!((pools.readers, pools.writers), (410, 102));
-        assert_eq!((pools.read_rate, pools.write_rate), (5280.0, 1320.0));
-
-        // Each pool's workers are spread evenly over one interval, and
-        // together they offer the pool's rate.
-        let pools_of = [
-            (0, 409, Scenario::BestChannel, false, 410.0, 5280.0),
-            (410, 511, Scenario::RecordEvent, true, 102.0, 1320.0),
-        ];
-        for (first_worker, last_worker, kind, writes, size, rate) in pools_of {
-            let (scenario, write, first, interval) = pools.schedule(first_worker);
-            assert_eq!((scenario, write, first), (kind, writes, Duration::ZERO));
-            assert!((size / interval.as_secs_f64() - rate).abs() < 0.01);
-            let (scenario, write, last, _) = pools.schedule(last_worker);
-            assert_eq!((scenario, write), (kind, writes));
-            assert!(last < interval);
-        }
-
-        // A soak always has a reader and a writer.
-        let tiny = Pools::split(1, 10.0);
-        assert_eq!((tiny.readers, tiny.writers), (1, 1));
-    }
 }
