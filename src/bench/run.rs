@@ -231,7 +231,7 @@ impl RunSpec {
 /// the file reads it made): from the end of the warm-up (timed from the
 /// same first poll as the run's own) until the run returns, which includes
 /// the few calls a worker began in the window and finished after it.
-async fn with_server_cpu(
+pub(crate) async fn with_server_cpu(
     server: &ServerProcess,
     load: Load,
     run: impl std::future::Future<Output = Measured>,

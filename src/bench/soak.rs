@@ -19,7 +19,7 @@ use crate::bench::{
     load::{Load, connect},
     open_loop::{self, Pools, SharedTally, p99},
     preload::{StoreContents, dir_size, store_contents},
-    run::{ensure_store, store_dir},
+    run::{ensure_store, store_dir, with_server_cpu},
     scenarios::{Scenario, Target},
     staircase::{self, Staircase},
 };
@@ -110,6 +110,10 @@ pub struct Soak {
     /// The closed-loop probe's maximum, and its p99 (microseconds).
     pub max_per_sec: f64,
     pub max_p99_us: u64,
+    /// What the closed-loop probe cost: the server's CPU per call and the
+    /// machine's busy share (percent), where read.
+    pub max_cpu_us_per_call: Option<f64>,
+    pub max_busy: Option<f64>,
     pub staircase: Staircase,
     pub offered_per_sec: f64,
     pub samples: Vec<Sample>,
@@ -133,8 +137,17 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
     };
 
     let preconditioned = precondition(&target, spec).await?;
-    let probe = target.run(Scenario::Mixed, spec.probe).await;
+    let machine_from = async {
+        tokio::time::sleep(spec.probe.warmup).await;
+        CpuTimes::now()
+    };
+    let probed = with_server_cpu(&reach, spec.probe, target.run(Scenario::Mixed, spec.probe));
+    let (probe, machine_from) = tokio::join!(probed, machine_from);
+    let max_busy = machine_from
+        .zip(CpuTimes::now())
+        .map(|(a, b)| a.shares_until(b).busy);
     let (max_per_sec, max_p99_us) = (probe.items_per_sec(), probe.latency(0.99));
+    let max_cpu_us_per_call = probe.server_cpu_us_per_item();
     eprintln!("soak: closed-loop maximum {max_per_sec:.0}/s (p99 {max_p99_us}us)");
     let staircase = staircase::climb(
         &target,
@@ -227,6 +240,8 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
         preconditioned,
         max_per_sec,
         max_p99_us,
+        max_cpu_us_per_call,
+        max_busy,
         staircase,
         offered_per_sec,
         samples,
@@ -355,14 +370,18 @@ impl Soak {
             out,
             "Soak: {} contacts, {aged}mixed load (4 GetBestChannel : 1 RecordEvent), {:.0}/s offered \
              ({basis}) = {:.0}% of the open-loop maximum {open_max:.0}/s and {:.0}% of the \
-             closed-loop maximum {:.0}/s (p99 {:.2} ms at 4 x 16 in flight), open-loop from {} \
-             readers and {} writers, {:?} settling + {:?} measured.\n",
+             closed-loop maximum {:.0}/s (p99 {:.2} ms at 4 x 16 in flight, server CPU {} us per \
+             call, machine {}% busy), open-loop from {} readers and {} writers, {:?} settling + \
+             {:?} measured.\n",
             spec.contacts,
             self.offered_per_sec,
             self.offered_per_sec / open_max.max(1.0) * 100.0,
             self.offered_per_sec / self.max_per_sec.max(1.0) * 100.0,
             self.max_per_sec,
             ms(self.max_p99_us),
+            self.max_cpu_us_per_call
+                .map_or("-".to_string(), |c| format!("{c:.1}")),
+            self.max_busy.map_or("-".to_string(), |b| format!("{b:.0}")),
             pools.readers,
             pools.writers,
             spec.settle,
