@@ -29,6 +29,14 @@ const LAST: f64 = 1.5;
 /// A step holds if it completes at least this share of the calls it offered.
 const COMPLETED: f64 = 0.98;
 
+/// Tries of a rate before the climb stops there. Near the knee one 20 s
+/// window's p99 is at the mercy of a single slow second (a flush, the log's
+/// cleaning): in the thirty-third session's second soak the climb stopped
+/// at 55% of the closed-loop maximum where the first had held up to 65%.
+/// A second try judges the rate on the better of two windows, which can
+/// only raise the maximum, never lower it.
+const TRIES: usize = 2;
+
 /// One rate of the staircase.
 #[derive(Clone, Copy, Debug)]
 pub struct Step {
@@ -82,9 +90,9 @@ fn holds(offered: f64, completed: f64, errors: u64, p99_us: u64, bound_us: u64) 
     errors == 0 && completed >= offered * COMPLETED && p99_us <= bound_us
 }
 
-/// Climbs from `FIRST` of the closed-loop maximum by `RISE` until a step
-/// does not hold (or `LAST`). Each step settles for a quarter of `step`
-/// before its window.
+/// Climbs from `FIRST` of the closed-loop maximum by `RISE` until a rate
+/// does not hold in `TRIES` steps (or `LAST`). Each step settles for a
+/// quarter of `step` before its window.
 pub async fn climb(
     target: &Target,
     reach: &ServerProcess,
@@ -101,20 +109,23 @@ pub async fn climb(
         steps: Vec::new(),
     };
     let rungs = ((LAST - FIRST) / RISE).round() as usize;
-    for rung in 0..=rungs {
+    'climb: for rung in 0..=rungs {
         let fraction = FIRST + RISE * rung as f64;
         let offered = (closed_max_per_sec * fraction).max(1.0);
-        let taken = one_step(target, reach, workers, offered, bound_us, step).await?;
-        eprintln!(
-            "soak: staircase {offered:.0}/s: {:.0}/s completed, p99 {}us, {}",
-            taken.completed_per_sec,
-            taken.p99_us,
-            if taken.held { "held" } else { "did not hold" }
-        );
-        staircase.steps.push(taken);
-        if !taken.held {
-            break;
+        for _ in 0..TRIES {
+            let taken = one_step(target, reach, workers, offered, bound_us, step).await?;
+            eprintln!(
+                "soak: staircase {offered:.0}/s: {:.0}/s completed, p99 {}us, {}",
+                taken.completed_per_sec,
+                taken.p99_us,
+                if taken.held { "held" } else { "did not hold" }
+            );
+            staircase.steps.push(taken);
+            if taken.held {
+                continue 'climb;
+            }
         }
+        break;
     }
     Ok(staircase)
 }
@@ -169,8 +180,8 @@ impl Staircase {
             out,
             "Open-loop staircase (the soak's own load: {} readers and {} writers, each step {:?} \
              measured after {:?} settling; a step holds with no errors, at least {:.0}% of its \
-             offered calls completed, and a p99 within the closed-loop probe's {:.2} ms): \
-             maximum **{:.0}/s**{}.\n",
+             offered calls completed, and a p99 within the closed-loop probe's {:.2} ms; a rate \
+             is tried {TRIES} times before the climb stops): maximum **{:.0}/s**{}.\n",
             pools.readers,
             pools.writers,
             self.step,
