@@ -102,6 +102,7 @@ fn the_soak_runs_and_reports_its_drift() {
         "| stolen by the host | windows | median p99 ms | worst p99 ms |",
         "| server CPU us per call |",
         "| server file reads per call |",
+        "| fixed work's CPU us, compute | fixed work's CPU us, memory |",
         "| server's own p99 ms (its histogram's bucket) |",
         "open-loop from 410 readers and 102 writers",
         "Open-loop staircase (the soak's own load: 410 readers and 102 writers",
@@ -172,6 +173,12 @@ fn the_soak_runs_and_reports_its_drift() {
         assert!(cpu > 0.0, "{row}");
         let reads: f64 = row.split('|').nth(16).unwrap().trim().parse().unwrap();
         assert!(reads >= 0.0, "{row}");
+        // The machine's own speed: the fixed work's fastest run in the
+        // window, where one finished in it.
+        for column in [17, 18] {
+            let cell = row.split('|').nth(column).unwrap().trim();
+            assert!(cell == "-" || cell.parse::<f64>().unwrap() > 0.0, "{row}");
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod baseline;
 pub mod child;
 mod cpu_times;
 mod echo;
+mod fixed_work;
 mod load;
 mod open_loop;
 mod preload;

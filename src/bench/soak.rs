@@ -16,6 +16,7 @@ use std::{
 use crate::bench::{
     child::ServerProcess,
     cpu_times::{CpuShares, CpuTimes},
+    fixed_work::{FixedWork, FixedWorkTimer, correlation},
     load::{Load, connect},
     open_loop::{self, Pools, SharedTally, p99},
     preload::{StoreContents, dir_size, store_contents},
@@ -100,6 +101,10 @@ pub struct Sample {
     /// costs as the store grows. NaN where not read.
     pub server_cpu_us_per_call: f64,
     pub file_reads_per_call: f64,
+    /// The fastest of the window's runs of the same fixed work on a thread
+    /// of the client (src/bench/fixed_work.rs): whether the machine itself
+    /// ran slower. None where not measured.
+    pub fixed_work: Option<FixedWork>,
 }
 
 /// What a soak measured.
@@ -127,6 +132,7 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
     ensure_store(&spec.work_dir, spec.contacts, spec.events_per_contact).await?;
     let data_dir = store_dir(&spec.work_dir, spec.contacts);
     let store_before = contents(&data_dir).await?;
+    let fixed_work = FixedWorkTimer::start((spec.window / 30).max(Duration::from_millis(20)));
     let reach = ServerProcess::reach(&data_dir).await?;
     let target = Target {
         connections: Arc::new(connect(&reach.addr, spec.probe.connections).await?),
@@ -177,6 +183,8 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
     let mut next = start + spec.settle;
     tokio::time::sleep_until(next.into()).await;
     open_loop::take(&tally);
+    let fixed_work_in_window = || fixed_work.as_ref().and_then(FixedWorkTimer::take);
+    fixed_work_in_window();
     let mut cpu = CpuTimes::now();
     let mut server_cpu = reach.cpu_time();
     let mut file_reads = reach.file_reads();
@@ -228,6 +236,7 @@ pub async fn soak(spec: &SoakSpec) -> anyhow::Result<Soak> {
             machine,
             server_cpu_us_per_call,
             file_reads_per_call,
+            fixed_work: fixed_work_in_window(),
         };
         eprintln!("{}", sample.row(spec.window));
         samples.push(sample);
@@ -302,8 +311,15 @@ impl Sample {
             Some(m) => (format!("{:.0}", m.busy), format!("{:.1}", m.stolen)),
             None => ("-".into(), "-".into()),
         };
+        let (compute, memory) = match self.fixed_work {
+            Some(w) => (
+                format!("{:.0}", w.compute_us),
+                format!("{:.0}", w.memory_us),
+            ),
+            None => ("-".into(), "-".into()),
+        };
         format!(
-            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {busy} | {stolen} | {:.1} | {:.2} |",
+            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {busy} | {stolen} | {:.1} | {:.2} | {compute} | {memory} |",
             self.at.as_secs_f64() / 60.0,
             self.calls as f64 / window.as_secs_f64(),
             self.errors,
@@ -471,6 +487,18 @@ impl Soak {
                 bound_ms(first.server_p99_bound_s),
                 bound_ms(last.server_p99_bound_s),
             );
+            if let (Some(a), Some(b)) = (first.fixed_work, last.fixed_work) {
+                for (label, a, b) in [
+                    ("compute", a.compute_us, b.compute_us),
+                    ("memory", a.memory_us, b.memory_us),
+                ] {
+                    let _ = writeln!(
+                        out,
+                        "| fixed work's CPU us, {label} | {a:.0} | {b:.0} | {:+.1}% | the machine's own speed |",
+                        drift(a, b) * 100.0
+                    );
+                }
+            }
             if let (Some(a), Some(b)) = (first.machine, last.machine) {
                 let _ = writeln!(
                     out,
@@ -498,19 +526,48 @@ impl Soak {
         if let Some(steal) = super::steal::render(&self.samples) {
             let _ = writeln!(out, "{steal}");
         }
+        if let Some(line) = machine_speed(&self.samples) {
+            let _ = writeln!(out, "{line}\n");
+        }
         let _ = writeln!(
             out,
-            "| minute | calls/s | errors | p50 ms | p99 ms | GetBestChannel p99 ms | RecordEvent p99 ms | server's own p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB | machine busy % | stolen by the host % | server CPU us per call | server file reads per call |"
+            "| minute | calls/s | errors | p50 ms | p99 ms | GetBestChannel p99 ms | RecordEvent p99 ms | server's own p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB | machine busy % | stolen by the host % | server CPU us per call | server file reads per call | fixed work's CPU us, compute | fixed work's CPU us, memory |"
         );
         let _ = writeln!(
             out,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for sample in &self.samples {
             let _ = writeln!(out, "{}", sample.row(spec.window));
         }
         out
     }
+}
+
+/// How closely the server's CPU per call followed the machine's own speed
+/// across the windows: a cost that wanders with the fixed work's time is
+/// the machine's, one that wanders alone is reach's.
+fn machine_speed(samples: &[Sample]) -> Option<String> {
+    let timed: Vec<(f64, FixedWork)> = samples
+        .iter()
+        .filter(|s| s.server_cpu_us_per_call.is_finite())
+        .filter_map(|s| Some((s.server_cpu_us_per_call, s.fixed_work?)))
+        .collect();
+    let cost: Vec<f64> = timed.iter().map(|(c, _)| *c).collect();
+    let with = |part: fn(&FixedWork) -> f64| {
+        let times: Vec<f64> = timed.iter().map(|(_, w)| part(w)).collect();
+        correlation(&cost, &times).map_or("-".to_string(), |r| format!("{r:+.2}"))
+    };
+    (timed.len() >= 3).then(|| {
+        format!(
+            "Server CPU per call against the fixed work's CPU time over {} windows: \
+             correlation {} with the compute, {} with the memory chain (near +1: the \
+             machine's speed moved the cost; near 0: something else did).",
+            timed.len(),
+            with(|w| w.compute_us),
+            with(|w| w.memory_us),
+        )
+    })
 }
 
 fn verdict(met: bool) -> &'static str {

@@ -100,6 +100,7 @@ mod tests {
             machine: stolen.map(|stolen| CpuShares { busy: 90.0, stolen }),
             server_cpu_us_per_call: 100.0,
             file_reads_per_call: 2.0,
+            fixed_work: None,
         }
     }
 
