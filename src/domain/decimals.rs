@@ -7,7 +7,9 @@
 //! (not negative, under a million) the digits are those of `x * 10^N`
 //! rounded to an integer: the product is off the exact one by less than
 //! 1.2e-7, so rounding it gives the exact rounding unless the product lies
-//! within 1e-6 of a tie. Those, and every other number, go to core.
+//! within 1e-6 of a tie. Exact ties (0.125 to two decimals) are rounded
+//! half to even, as core rounds them; near ones, and every other number, go
+//! to core.
 
 use std::fmt;
 
@@ -30,11 +32,16 @@ impl<const N: usize> Decimals<N> {
         let product = x * SCALE[N];
         let whole = product.floor();
         let fraction = product - whole;
-        if (fraction - 0.5).abs() < 1e-6 {
-            return None;
-        }
         // In range by the checks above (under 1e9).
-        Some(whole as u64 + u64::from(fraction > 0.5))
+        let integer = whole as u64;
+        if (fraction - 0.5).abs() < 1e-6 {
+            // An exact tie (x * 10^N is the float product with nothing lost,
+            // as the fused multiply-add shows, and it ends in .5) is rounded
+            // half to even, as core does; a near one goes to core.
+            let exact = fraction == 0.5 && x.mul_add(SCALE[N], -product) == 0.0;
+            return exact.then_some(integer + (integer & 1));
+        }
+        Some(integer + u64::from(fraction > 0.5))
     }
 }
 
@@ -115,6 +122,18 @@ mod tests {
             same_as_core(f64::from_bits(x.to_bits() + 1));
             if x > 0.0 {
                 same_as_core(f64::from_bits(x.to_bits() - 1));
+            }
+        }
+    }
+
+    #[test]
+    fn exact_binary_ties_read_as_cores() {
+        // Odd multiples of a power of two: the numbers whose products end in
+        // exactly .5, over the whole range taken here.
+        for j in 1..=12 {
+            let step = 1.0 / f64::from(1u32 << j);
+            for k in (0..4_000u32).chain((1..200).map(|m| m * 4_999)) {
+                same_as_core(f64::from(2 * k + 1) * step);
             }
         }
     }

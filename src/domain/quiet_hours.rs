@@ -277,11 +277,11 @@ impl LocalZones<'_> {
 pub struct ZoneBook {
     default_name: String,
     default: Option<Arc<[TimeZone]>>,
-    named: RwLock<HashMap<String, Arc<[TimeZone]>>>,
+    named: RwLock<foldhash::HashMap<String, Arc<[TimeZone]>>>,
     /// Recent "quiet until" answers by zones (their description) and
     /// window, each with the instant it was found at; see
     /// [`ZoneBook::quiet_until`].
-    answers: RwLock<HashMap<String, Vec<Answer>>>,
+    answers: RwLock<foldhash::HashMap<String, Vec<Answer>>>,
 }
 
 /// "Quiet in `window` from `from` until `until`".
@@ -308,8 +308,8 @@ impl ZoneBook {
                 .ok()
                 .filter(|_| !default_time_zone.is_empty())
                 .map(|tz| [tz].into()),
-            named: RwLock::new(HashMap::new()),
-            answers: RwLock::new(HashMap::new()),
+            named: RwLock::new(foldhash::HashMap::default()),
+            answers: RwLock::new(foldhash::HashMap::default()),
         }
     }
 

@@ -4,8 +4,6 @@
 //! prior updated with decayed deliveries D and weighted decayed failures F.
 //! The full model is written up in `docs/scoring.md`.
 
-use std::fmt::Write as _;
-
 use crate::domain::{
     Channel, ChannelState, ContactProfile, Millis, ScoringModel,
     address::{AddressId, AddressInfo, ResolvedAddress},
@@ -454,7 +452,11 @@ impl std::fmt::Display for DaysOrExact {
 /// channel of every answer has one).
 fn counts_reason(state: &ChannelState) -> Option<String> {
     let c = &state.counts;
-    let mut text = String::new();
+    // Sized for the common three or four counts, and written with itoa: the
+    // string growing and `write!`'s formatting machinery made this small
+    // text 5% of a `GetBestChannel`'s server CPU.
+    let mut text = String::with_capacity(96);
+    let mut digits = itoa::Buffer::new();
     for (n, what) in [
         (c.delivered, "delivered"),
         (c.bounced_hard, "hard bounced"),
@@ -465,8 +467,9 @@ fn counts_reason(state: &ChannelState) -> Option<String> {
     ] {
         if n > 0 {
             text.push_str(if text.is_empty() { "events: " } else { ", " });
-            // Writing to a String cannot fail.
-            let _ = write!(text, "{n} {what}");
+            text.push_str(digits.format(n));
+            text.push(' ');
+            text.push_str(what);
         }
     }
     (!text.is_empty()).then_some(text)

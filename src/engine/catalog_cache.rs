@@ -3,7 +3,7 @@
 //! that reads on the hot path (every gated GetBestChannel) touch no store.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     sync::{Arc, RwLock},
 };
 
@@ -16,7 +16,8 @@ pub type Entries<T> = Arc<BTreeMap<String, T>>;
 
 pub struct CatalogCache<T> {
     catalog: Catalog,
-    tenants: RwLock<HashMap<Tenant, Entries<T>>>,
+    /// foldhash: every call looks its tenant up here.
+    tenants: RwLock<foldhash::HashMap<Tenant, Entries<T>>>,
     /// Writers of one process take turns: a write reads the entry it
     /// replaces (they are rare).
     pub writes: tokio::sync::Mutex<()>,
@@ -26,7 +27,7 @@ impl<T: Clone> CatalogCache<T> {
     pub fn new(catalog: Catalog) -> Self {
         CatalogCache {
             catalog,
-            tenants: RwLock::new(HashMap::new()),
+            tenants: RwLock::new(foldhash::HashMap::default()),
             writes: tokio::sync::Mutex::new(()),
         }
     }

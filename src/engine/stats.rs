@@ -37,7 +37,7 @@ type RouteKey = (Tenant, Dims);
 /// this map about 3% of a bulk write's CPU. The seed is still random per
 /// process, and only authenticated callers can add dimensions.
 type Pending = FastMap<Tenant, FastMap<Dims, FastMap<(Granularity, u32), StatCell>>>;
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 pub struct StatsAggregator {
     pending: Mutex<Pending>,

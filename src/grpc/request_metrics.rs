@@ -8,7 +8,6 @@
 //! `unknown`, so that a client cannot add series at will.
 
 use std::{
-    collections::HashMap,
     future::Future,
     pin::Pin,
     sync::{Arc, OnceLock},
@@ -65,14 +64,14 @@ impl MethodSeries {
 /// The series of every method the server has, by path.
 #[derive(Debug)]
 struct Methods {
-    known: HashMap<String, Arc<MethodSeries>>,
+    known: foldhash::HashMap<String, Arc<MethodSeries>>,
     unknown: Arc<MethodSeries>,
 }
 
 impl Methods {
     /// Every method of every service in these encoded descriptor sets.
     fn of(descriptor_sets: &[&[u8]]) -> Self {
-        let mut known = HashMap::new();
+        let mut known = foldhash::HashMap::default();
         for set in descriptor_sets {
             // The sets are compiled in: one that does not decode is a build
             // defect, and its methods are then counted as unknown.

@@ -523,13 +523,16 @@ fn expand_hint(stored: String) -> String {
     if !stored.chars().any(|c| ('\u{2}'..='\u{1f}').contains(&c)) {
         return stored;
     }
-    stored
-        .chars()
-        .flat_map(|c| match c {
-            '\u{2}'..='\u{1f}' => std::iter::repeat_n('*', c as usize),
-            c => std::iter::repeat_n(c, 1),
-        })
-        .collect()
+    // Sized once: a hint is read on every ask, and growing it char by char
+    // showed in the profile.
+    let mut hint = String::with_capacity(stored.len() + 32);
+    for c in stored.chars() {
+        match c {
+            '\u{2}'..='\u{1f}' => hint.extend(std::iter::repeat_n('*', c as usize)),
+            c => hint.push(c),
+        }
+    }
+    hint
 }
 
 fn decode_address(w: WireAddress, frame: &mut Frame) -> Result<AddressSlot, String> {

@@ -387,13 +387,32 @@ impl Open {
         };
         match StoredRecord::decode(&raw) {
             Ok(record) => Ok(Some((raw, record))),
-            Err(reason) => {
-                self.quarantine_now(key, &reason)?;
-                Err(StoreError::Corrupt {
-                    contact: key.contact_id.clone(),
-                    reason,
-                })
-            }
+            Err(reason) => Err(self.moved_aside(key, reason)),
+        }
+    }
+
+    /// The version and profile under `key`, the markers left undecoded.
+    fn read_head(&self, key: &ContactKey) -> Result<Option<Record>, StoreError> {
+        let Some(raw) = self.tree.get(record_key(key)).map_err(to_store_error)? else {
+            return Ok(None);
+        };
+        match StoredRecord::head(&raw) {
+            Ok(head) => Ok(head.profile.map(|bytes| Record {
+                version: head.version,
+                bytes: bytes.to_vec(),
+            })),
+            Err(reason) => Err(self.moved_aside(key, reason)),
+        }
+    }
+
+    /// Quarantines a record that does not decode: the caller's error.
+    fn moved_aside(&self, key: &ContactKey, reason: String) -> StoreError {
+        if let Err(e) = self.quarantine_now(key, &reason) {
+            return e;
+        }
+        StoreError::Corrupt {
+            contact: key.contact_id.clone(),
+            reason,
         }
     }
 
@@ -620,13 +639,7 @@ impl Store for SledStore {
     }
 
     async fn get(&self, key: &ContactKey) -> Result<Option<Record>, StoreError> {
-        let s = self.live()?;
-        Ok(s.read(key)?.and_then(|(_, r)| {
-            r.profile.map(|bytes| Record {
-                version: r.version,
-                bytes,
-            })
-        }))
+        self.live()?.read_head(key)
     }
 
     async fn commit_many(
