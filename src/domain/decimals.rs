@@ -7,9 +7,9 @@
 //! (not negative, under a million) the digits are those of `x * 10^N`
 //! rounded to an integer: the product is off the exact one by less than
 //! 1.2e-7, so rounding it gives the exact rounding unless the product lies
-//! within 1e-6 of a tie. Exact ties (0.125 to two decimals) are rounded
-//! half to even, as core rounds them; near ones, and every other number, go
-//! to core.
+//! within 1e-6 of a tie; there the product's exact error (a fused
+//! multiply-add) decides, and an exact tie (0.125 to two decimals) is
+//! rounded half to even, as core rounds it. Other numbers go to core.
 
 use std::fmt;
 
@@ -35,11 +35,16 @@ impl<const N: usize> Decimals<N> {
         // In range by the checks above (under 1e9).
         let integer = whole as u64;
         if (fraction - 0.5).abs() < 1e-6 {
-            // An exact tie (x * 10^N is the float product with nothing lost,
-            // as the fused multiply-add shows, and it ends in .5) is rounded
-            // half to even, as core does; a near one goes to core.
-            let exact = fraction == 0.5 && x.mul_add(SCALE[N], -product) == 0.0;
-            return exact.then_some(integer + (integer & 1));
+            // Near a tie the float product's rounding matters. A fused
+            // multiply-add gives its error exactly (x * 10^N is product +
+            // error, both floats), and the error is under half a unit of the
+            // product's last place while `fraction - 0.5` is a whole number
+            // of them: so the error decides only an exact .5, and an exact
+            // tie is rounded half to even, as core rounds it.
+            let error = x.mul_add(SCALE[N], -product);
+            let up = fraction > 0.5
+                || (fraction == 0.5 && (error > 0.0 || (error == 0.0 && integer & 1 == 1)));
+            return Some(integer + u64::from(up));
         }
         Some(integer + u64::from(fraction > 0.5))
     }
@@ -114,14 +119,16 @@ mod tests {
 
     #[test]
     fn every_tie_and_its_neighbours_read_as_cores() {
-        // Thousandths and half-thousandths up to 100, and the floats just
-        // beside them: where a product's rounding could part from core's.
+        // Thousandths and half-thousandths up to 100, and the three floats
+        // either side: where a product's rounding could part from core's.
         for k in 0..200_000u64 {
             let x = k as f64 / 2000.0;
             same_as_core(x);
-            same_as_core(f64::from_bits(x.to_bits() + 1));
-            if x > 0.0 {
-                same_as_core(f64::from_bits(x.to_bits() - 1));
+            for ulps in 1..=3 {
+                same_as_core(f64::from_bits(x.to_bits() + ulps));
+                if x > 0.0 {
+                    same_as_core(f64::from_bits(x.to_bits() - ulps));
+                }
             }
         }
     }
