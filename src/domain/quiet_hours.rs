@@ -66,11 +66,35 @@ impl QuietWindow {
     }
 
     pub fn start_text(&self) -> String {
-        format!("{:02}:{:02}", self.start / 60, self.start % 60)
+        Clock(self.start).to_string()
     }
 
     pub fn end_text(&self) -> String {
-        format!("{:02}:{:02}", self.end / 60, self.end % 60)
+        Clock(self.end).to_string()
+    }
+}
+
+/// Minutes of the day as "HH:MM". Written digit by digit: every answer
+/// with quiet hours in force names its window, and `{:02}` through the
+/// formatting machinery, with a string for each end, was 1% of a
+/// `GetBestChannel`'s server CPU.
+struct Clock(u16);
+
+impl fmt::Display for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write as _;
+        let (h, m) = (self.0 / 60 % 100, self.0 % 60);
+        let digit = |n: u16| char::from(b'0' + n as u8);
+        for c in [
+            digit(h / 10),
+            digit(h % 10),
+            ':',
+            digit(m / 10),
+            digit(m % 10),
+        ] {
+            f.write_char(c)?;
+        }
+        Ok(())
     }
 }
 
@@ -93,7 +117,7 @@ impl fmt::Display for QuietWindow {
         if self.is_none() {
             return Ok(());
         }
-        write!(f, "{}-{}", self.start_text(), self.end_text())
+        write!(f, "{}-{}", Clock(self.start), Clock(self.end))
     }
 }
 
@@ -656,6 +680,15 @@ mod tests {
     #[test]
     fn windows_parse_and_print() {
         assert_eq!(sms().to_string(), "21:00-08:00");
+        let w = QuietWindow::new("0:00", "23:59").unwrap();
+        assert_eq!(
+            (w.start_text(), w.end_text()),
+            ("00:00".into(), "23:59".into())
+        );
+        assert_eq!(
+            QuietWindow::new("9:05", "12:30").unwrap().to_string(),
+            "09:05-12:30"
+        );
         assert!("25:00-08:00".parse::<QuietWindow>().is_err());
         assert!("".parse::<QuietWindow>().unwrap().is_none());
         assert!(!sms().contains(8 * 60) && sms().contains(7 * 60 + 59) && sms().contains(21 * 60));
