@@ -30,6 +30,10 @@ pub struct FixedWork {
     /// A chain of dependent loads through a buffer far larger than the
     /// caches: memory latency and the shared last-level cache.
     pub memory_us: f64,
+    /// Copying a buffer far larger than the caches: memory bandwidth,
+    /// which the server's own work (pages copied through sled's cache,
+    /// replies through h2's buffers) leans on more than on latency.
+    pub copy_us: f64,
 }
 
 /// Bytes hashed per run: small enough to stay in a core's L2.
@@ -40,6 +44,8 @@ const COMPUTE_ROUNDS: usize = 8;
 const CHAIN_ENTRIES: usize = 16 << 20;
 /// Dependent loads per run (a few milliseconds).
 const CHAIN_STEPS: usize = 20_000;
+/// Bytes copied per run: 16 MiB, past the caches (a few milliseconds).
+const COPY_BYTES: usize = 16 << 20;
 
 /// A thread that times the fixed work every `every` until dropped.
 pub struct FixedWorkTimer {
@@ -90,9 +96,11 @@ impl Drop for FixedWorkTimer {
 fn time_until_stopped(every: Duration, fastest: &Mutex<Option<FixedWork>>, stop: &AtomicBool) {
     let buffer: Vec<u8> = (0..COMPUTE_BYTES).map(|_| fastrand::u8(..)).collect();
     let chain = single_cycle(CHAIN_ENTRIES);
+    // Filled, so that the copy moves pages that are there.
+    let (from, mut to) = (vec![1u8; COPY_BYTES], vec![0u8; COPY_BYTES]);
     let mut at = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let Some(run) = time_once(&buffer, &chain, &mut at) else {
+        let Some(run) = time_once(&buffer, &chain, &mut at, &from, &mut to) else {
             return;
         };
         let mut window = fastest.lock().unwrap_or_else(|e| e.into_inner());
@@ -100,6 +108,7 @@ fn time_until_stopped(every: Duration, fastest: &Mutex<Option<FixedWork>>, stop:
             Some(best) => FixedWork {
                 compute_us: best.compute_us.min(run.compute_us),
                 memory_us: best.memory_us.min(run.memory_us),
+                copy_us: best.copy_us.min(run.copy_us),
             },
             None => run,
         });
@@ -108,7 +117,13 @@ fn time_until_stopped(every: Duration, fastest: &Mutex<Option<FixedWork>>, stop:
     }
 }
 
-fn time_once(buffer: &[u8], chain: &[u32], at: &mut u32) -> Option<FixedWork> {
+fn time_once(
+    buffer: &[u8],
+    chain: &[u32],
+    at: &mut u32,
+    from: &[u8],
+    to: &mut [u8],
+) -> Option<FixedWork> {
     let start = thread_cpu_ns()?;
     for _ in 0..COMPUTE_ROUNDS {
         black_box(blake3::hash(black_box(buffer)));
@@ -120,9 +135,12 @@ fn time_once(buffer: &[u8], chain: &[u32], at: &mut u32) -> Option<FixedWork> {
     }
     *at = black_box(next);
     let chased = thread_cpu_ns()?;
+    black_box(&mut *to).copy_from_slice(black_box(from));
+    let copied = thread_cpu_ns()?;
     Some(FixedWork {
         compute_us: hashed.saturating_sub(start) as f64 / 1e3,
         memory_us: chased.saturating_sub(hashed) as f64 / 1e3,
+        copy_us: copied.saturating_sub(chased) as f64 / 1e3,
     })
 }
 
@@ -208,6 +226,9 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "no run in 30 s");
             std::thread::sleep(Duration::from_millis(20));
         };
-        assert!(work.compute_us > 0.0 && work.memory_us > 0.0, "{work:?}");
+        assert!(
+            work.compute_us > 0.0 && work.memory_us > 0.0 && work.copy_us > 0.0,
+            "{work:?}"
+        );
     }
 }

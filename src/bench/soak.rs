@@ -311,15 +311,16 @@ impl Sample {
             Some(m) => (format!("{:.0}", m.busy), format!("{:.1}", m.stolen)),
             None => ("-".into(), "-".into()),
         };
-        let (compute, memory) = match self.fixed_work {
+        let (compute, memory, copy) = match self.fixed_work {
             Some(w) => (
                 format!("{:.0}", w.compute_us),
                 format!("{:.0}", w.memory_us),
+                format!("{:.0}", w.copy_us),
             ),
-            None => ("-".into(), "-".into()),
+            None => ("-".into(), "-".into(), "-".into()),
         };
         format!(
-            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {busy} | {stolen} | {:.1} | {:.2} | {compute} | {memory} |",
+            "| {:.1} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {busy} | {stolen} | {:.1} | {:.2} | {compute} | {memory} | {copy} |",
             self.at.as_secs_f64() / 60.0,
             self.calls as f64 / window.as_secs_f64(),
             self.errors,
@@ -491,6 +492,7 @@ impl Soak {
                 for (label, a, b) in [
                     ("compute", a.compute_us, b.compute_us),
                     ("memory", a.memory_us, b.memory_us),
+                    ("copy", a.copy_us, b.copy_us),
                 ] {
                     let _ = writeln!(
                         out,
@@ -531,11 +533,11 @@ impl Soak {
         }
         let _ = writeln!(
             out,
-            "| minute | calls/s | errors | p50 ms | p99 ms | GetBestChannel p99 ms | RecordEvent p99 ms | server's own p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB | machine busy % | stolen by the host % | server CPU us per call | server file reads per call | fixed work's CPU us, compute | fixed work's CPU us, memory |"
+            "| minute | calls/s | errors | p50 ms | p99 ms | GetBestChannel p99 ms | RecordEvent p99 ms | server's own p99 ms | RSS MiB | heap MiB | jemalloc resident MiB | store MiB | machine busy % | stolen by the host % | server CPU us per call | server file reads per call | fixed work's CPU us, compute | fixed work's CPU us, memory | fixed work's CPU us, copy |"
         );
         let _ = writeln!(
             out,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for sample in &self.samples {
             let _ = writeln!(out, "{}", sample.row(spec.window));
@@ -561,11 +563,12 @@ fn machine_speed(samples: &[Sample]) -> Option<String> {
     (timed.len() >= 3).then(|| {
         format!(
             "Server CPU per call against the fixed work's CPU time over {} windows: \
-             correlation {} with the compute, {} with the memory chain (near +1: the \
-             machine's speed moved the cost; near 0: something else did).",
+             correlation {} with the compute, {} with the memory chain, {} with the copy \
+             (near +1: the machine's speed moved the cost; near 0: something else did).",
             timed.len(),
             with(|w| w.compute_us),
             with(|w| w.memory_us),
+            with(|w| w.copy_us),
         )
     })
 }
