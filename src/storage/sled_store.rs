@@ -142,9 +142,12 @@ fn catalog_prefix(catalog: Catalog) -> u8 {
 /// Keys removed per batch when dropping a generation of spilled markers.
 const EXPIRY_CHUNK: usize = 10_000;
 
+/// How [`to_store_error`] begins the reason of an I/O error.
+const IO_ERROR: &str = "i/o error: ";
+
 pub(super) fn to_store_error(e: sled::Error) -> StoreError {
     match e {
-        sled::Error::Io(io) => StoreError::Unavailable(format!("i/o error: {io}")),
+        sled::Error::Io(io) => StoreError::Unavailable(format!("{IO_ERROR}{io}")),
         sled::Error::Corruption { at, .. } => {
             StoreError::Internal(format!("sled reports corruption at {at:?}"))
         }
@@ -221,6 +224,30 @@ impl SledStore {
     /// Whether a flush failed and the store waits to be reopened.
     pub fn needs_recovery(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Passes a write's result on, marking the store for reopening if sled
+    /// met an I/O error. sled keeps the first error of a failed flush and
+    /// returns it from every later write until it is reopened, and which
+    /// call meets it first is a race: a group commit's flush, or the next
+    /// compare-and-swap, or a statistics write (a store left unmarked
+    /// refused writes for good after the disk had room again).
+    fn noticed<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &result {
+            self.notice(e);
+        }
+        result
+    }
+
+    fn notice(&self, e: &StoreError) {
+        let io = matches!(e, StoreError::Unavailable(reason) if reason.starts_with(IO_ERROR));
+        if io && !self.failed.swap(true, Ordering::SeqCst) {
+            metrics::gauge!("reach_store_failed").set(1.0);
+            tracing::error!(
+                error = %e,
+                "a write to disk failed: writes are refused (UNAVAILABLE) until the data directory takes writes again, then the store reopens by itself"
+            );
+        }
     }
 
     /// After a failed flush sled refuses every write until it is reopened.
@@ -651,9 +678,15 @@ impl Store for SledStore {
         let s = self.live()?;
         if ops.len() == 1 {
             // A single op's error is the call's: nothing was written.
-            return Ok(vec![s.try_commit(ops.remove(0), now)?]);
+            return Ok(vec![self.noticed(s.try_commit(ops.remove(0), now))?]);
         }
-        Ok(s.commit_each(ops, now))
+        let commits = s.commit_each(ops, now);
+        for commit in &commits {
+            if let Commit::Failed(e) = commit {
+                self.notice(e);
+            }
+        }
+        Ok(commits)
     }
 
     async fn delete(&self, key: &ContactKey) -> Result<bool, StoreError> {
@@ -670,10 +703,11 @@ impl Store for SledStore {
             }
             record.profile = None;
             record.version = record.version.wrapping_add(1);
-            let swapped = s
-                .tree
-                .compare_and_swap(record_key(key), Some(raw), Some(record.encode()))
-                .map_err(to_store_error)?;
+            let swapped = self.noticed(
+                s.tree
+                    .compare_and_swap(record_key(key), Some(raw), Some(record.encode()))
+                    .map_err(to_store_error),
+            )?;
             if swapped.is_ok() {
                 return Ok(true);
             }
@@ -683,7 +717,7 @@ impl Store for SledStore {
     async fn quarantine(&self, key: &ContactKey, reason: &str) -> Result<(), StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
-        s.quarantine_now(key, reason)
+        self.noticed(s.quarantine_now(key, reason))
     }
 
     async fn put_dead_letter(
@@ -694,10 +728,12 @@ impl Store for SledStore {
     ) -> Result<bool, StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
-        s.tree
-            .insert(tenant_key(DEAD_LETTER_PREFIX, tenant, id), value)
-            .map(|before| before.is_none())
-            .map_err(to_store_error)
+        self.noticed(
+            s.tree
+                .insert(tenant_key(DEAD_LETTER_PREFIX, tenant, id), value)
+                .map(|before| before.is_none())
+                .map_err(to_store_error),
+        )
     }
 
     async fn list_dead_letters(
@@ -730,10 +766,11 @@ impl Store for SledStore {
     async fn delete_dead_letter(&self, tenant: &Tenant, id: &str) -> Result<bool, StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
-        let old = s
-            .tree
-            .remove(tenant_key(DEAD_LETTER_PREFIX, tenant, id))
-            .map_err(to_store_error)?;
+        let old = self.noticed(
+            s.tree
+                .remove(tenant_key(DEAD_LETTER_PREFIX, tenant, id))
+                .map_err(to_store_error),
+        )?;
         Ok(old.is_some())
     }
 
@@ -746,10 +783,12 @@ impl Store for SledStore {
     ) -> Result<(), StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
-        s.tree
-            .insert(tenant_key(catalog_prefix(catalog), tenant, id), value)
-            .map(drop)
-            .map_err(to_store_error)
+        self.noticed(
+            s.tree
+                .insert(tenant_key(catalog_prefix(catalog), tenant, id), value)
+                .map(drop)
+                .map_err(to_store_error),
+        )
     }
 
     async fn get_entry(
@@ -785,7 +824,7 @@ impl Store for SledStore {
     async fn add_stats(&self, deltas: &mut Vec<StatDelta>) -> Result<(), StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
-        intelligence::add_stats(&s.tree, deltas)
+        self.noticed(intelligence::add_stats(&s.tree, deltas))
     }
 
     async fn day_stats(
@@ -810,13 +849,13 @@ impl Store for SledStore {
     async fn trim_minute_stats(&self, before: u32) -> Result<usize, StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
-        intelligence::trim_minute_stats(&s.tree, before)
+        self.noticed(intelligence::trim_minute_stats(&s.tree, before))
     }
 
     async fn put_deadline(&self, deadline: &Deadline) -> Result<(), StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
-        intelligence::put_deadline(&s.tree, deadline)
+        self.noticed(intelligence::put_deadline(&s.tree, deadline))
     }
 
     async fn due_deadlines(&self, now: Millis, limit: usize) -> Result<Vec<Deadline>, StoreError> {
@@ -827,7 +866,7 @@ impl Store for SledStore {
     async fn delete_deadline(&self, deadline: &Deadline) -> Result<(), StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
-        intelligence::delete_deadline(&s.tree, deadline)
+        self.noticed(intelligence::delete_deadline(&s.tree, deadline))
     }
 
     async fn append_actions(
@@ -837,7 +876,13 @@ impl Store for SledStore {
     ) -> Result<Vec<u64>, StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
-        intelligence::append_actions(&s.db, &s.tree, &s.outbox_order, tenant, actions)
+        self.noticed(intelligence::append_actions(
+            &s.db,
+            &s.tree,
+            &s.outbox_order,
+            tenant,
+            actions,
+        ))
     }
 
     async fn actions_after(
@@ -853,15 +898,18 @@ impl Store for SledStore {
     async fn trim_actions(&self, before: Millis) -> Result<usize, StoreError> {
         let _writing = writing(&self.writes);
         let s = self.live()?;
-        intelligence::trim_actions(&s.tree, before)
+        self.noticed(intelligence::trim_actions(&s.tree, before))
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
         let s = self.live()?;
         let synced = s.group.sync().await.map_err(StoreError::Unavailable);
-        if synced.is_err() && !self.failed.swap(true, Ordering::SeqCst) {
+        if let Err(e) = &synced
+            && !self.failed.swap(true, Ordering::SeqCst)
+        {
             metrics::gauge!("reach_store_failed").set(1.0);
             tracing::error!(
+                error = %e,
                 "a flush to disk failed: writes are refused (UNAVAILABLE) until the data directory takes writes again, then the store reopens by itself"
             );
         }
@@ -872,9 +920,10 @@ impl Store for SledStore {
         // The task holds the opening itself (not a tree handle), so that a
         // reopen waits for it.
         let (s, gate) = (self.live()?, self.writes.clone());
-        tokio::task::spawn_blocking(move || expire(&s.tree, &s.layout, &gate, now))
+        let expired = tokio::task::spawn_blocking(move || expire(&s.tree, &s.layout, &gate, now))
             .await
-            .map_err(|e| StoreError::Internal(format!("expiry task failed: {e}")))?
+            .map_err(|e| StoreError::Internal(format!("expiry task failed: {e}")))?;
+        self.noticed(expired)
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -1006,6 +1055,25 @@ mod tests {
             }
         });
         assert_eq!(seen, WRITERS * EACH, "a watcher skipped actions");
+    }
+
+    #[tokio::test]
+    async fn any_write_that_meets_an_io_error_marks_the_store_for_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let conflict: Result<(), _> = Err(StoreError::Internal("a bug".into()));
+        assert!(s.noticed(conflict).is_err());
+        let lost_node: Result<(), _> = Err(StoreError::Unavailable("node down".into()));
+        assert!(s.noticed(lost_node).is_err());
+        assert!(!s.needs_recovery(), "only sled's I/O errors mark it");
+        let full = to_store_error(sled::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::StorageFull,
+        )));
+        assert!(s.noticed(Err::<(), _>(full)).is_err());
+        assert!(s.needs_recovery());
+        // The disk takes writes (it always did here): reopened, unmarked.
+        assert!(s.recover_blocking().unwrap());
+        assert!(!s.needs_recovery());
     }
 
     #[tokio::test]
