@@ -5,6 +5,7 @@ pub mod action;
 pub mod address;
 pub mod contact;
 pub mod decimals;
+pub mod e164;
 pub mod event;
 pub mod evidence;
 pub mod latency;

@@ -36,8 +36,20 @@ use regex::{Regex, RegexBuilder};
 /// `None` if no region of its country code has it. A number of a plan whose
 /// patterns it does not match has the type `Unknown`: not a valid number.
 pub fn plan_of<'d>(database: &'d Database, number: &PhoneNumber) -> Option<(&'d Metadata, Type)> {
-    let national = number.national().to_string();
-    let code = number.code().value();
+    plan_of_digits(
+        database,
+        number.code().value(),
+        &number.national().to_string(),
+    )
+}
+
+/// [`plan_of`] for the country code `code` and the national significant
+/// number `national` (its digits, leading zeros included).
+pub fn plan_of_digits<'d>(
+    database: &'d Database,
+    code: u16,
+    national: &str,
+) -> Option<(&'d Metadata, Type)> {
     let regions = database.region(&code)?;
     if let [only] = regions.as_slice() {
         // "001" stands for the plan of a non-geographic code (+800, +882...).
@@ -46,7 +58,7 @@ pub fn plan_of<'d>(database: &'d Database, number: &PhoneNumber) -> Option<(&'d 
         } else {
             database.by_id(*only)?
         };
-        return Some((plan, with_patterns(plan, |p| p.number_type(&national))));
+        return Some((plan, with_patterns(plan, |p| p.number_type(national))));
     }
     // Codes shared by several regions (+1, +7, +44...): the first region
     // whose leading digits the number starts with, or, for a region without
@@ -54,10 +66,8 @@ pub fn plan_of<'d>(database: &'d Database, number: &PhoneNumber) -> Option<(&'d 
     for region in regions {
         let plan = database.by_id(region)?;
         let found = with_patterns(plan, |p| match &p.leading_digits {
-            Some(leading) => leading
-                .is_match(&national)
-                .then(|| p.number_type(&national)),
-            None => Some(p.number_type(&national)).filter(|kind| *kind != Type::Unknown),
+            Some(leading) => leading.is_match(national).then(|| p.number_type(national)),
+            None => Some(p.number_type(national)).filter(|kind| *kind != Type::Unknown),
         });
         if let Some(kind) = found {
             return Some((plan, kind));
@@ -160,7 +170,7 @@ impl PlanPatterns {
 
 /// The metadata's patterns are written with insignificant whitespace, as
 /// the crate compiles them.
-fn compile(source: &str) -> Option<Regex> {
+pub(crate) fn compile(source: &str) -> Option<Regex> {
     RegexBuilder::new(source)
         .ignore_whitespace(true)
         .build()
