@@ -13,28 +13,46 @@ use crate::{
         stats::Dims,
         suppression::Suppression,
     },
-    engine::Engine,
+    engine::{Engine, stats::Update},
     error::Result,
     storage::{Deadline, Store, Tenant},
 };
 
-/// One statistics update.
+/// One statistics update; its dimensions are `Consequences::dims[dims]`.
 #[derive(Clone, Debug)]
 struct StatUpdate {
     at: Millis,
-    dims: Dims,
+    dims: usize,
     status: Status,
     delta: i64,
     latency_ms: Option<i64>,
 }
+
+/// A channel, and the address on it an event named (if any).
+type Target = (Channel, Option<AddressId>);
 
 /// The side effects of one contact's update.
 #[derive(Clone, Debug, Default)]
 pub struct Consequences {
     tenant: Option<Tenant>,
     deadlines: Vec<Deadline>,
+    /// The statistics' dimensions, once per run of events that share them
+    /// (a contact's events mostly do): building them copies six strings.
+    dims: Vec<Dims>,
     stats: Vec<StatUpdate>,
     actions: Vec<Action>,
+}
+
+impl Consequences {
+    fn updates(&self) -> impl Iterator<Item = Update<'_>> {
+        self.stats.iter().map(|s| Update {
+            at: s.at,
+            dims: &self.dims[s.dims],
+            status: s.status,
+            delta: s.delta,
+            latency_ms: s.latency_ms,
+        })
+    }
 }
 
 pub fn dims_of(event: &ChannelEvent) -> Dims {
@@ -50,13 +68,59 @@ pub fn dims_of(event: &ChannelEvent) -> Dims {
     }
 }
 
+/// Whether `dims` are `dims_of(event)`, without building them.
+fn are_dims_of(dims: &Dims, event: &ChannelEvent) -> bool {
+    let m = &event.metadata;
+    dims.channel == Some(event.channel)
+        && dims.carrier == m.carrier
+        && dims.country == m.country
+        && dims.campaign_id == m.campaign_id
+        && dims.campaign_type == m.campaign_type
+        && dims.lifecycle_stage == m.lifecycle_stage
+        && dims.sender_id == m.sender_id
+}
+
 impl<S: Store> Engine<S> {
-    /// What the events applied to one contact (`before` -> `after`) set in motion.
+    /// The suppression of each channel and address that `events` name, as
+    /// `profile` stands before they apply: what `consequences` compares the
+    /// profile after them with. Kept rather than a copy of the whole profile,
+    /// which cost 1% of a bulk write's CPU.
+    pub(crate) fn suppressions_before<'e>(
+        &self,
+        profile: &ContactProfile,
+        events: impl Iterator<Item = &'e ChannelEvent>,
+    ) -> Vec<(Target, Option<Suppression>)> {
+        let mut before: Vec<(Target, Option<Suppression>)> = Vec::new();
+        for event in events {
+            let target = (event.channel, event.address_id());
+            if !before.iter().any(|(t, _)| *t == target) {
+                before.push((target, self.suppression_of(profile, target)));
+            }
+        }
+        before
+    }
+
+    /// Why `profile` suppresses `target`, if it does.
+    fn suppression_of(&self, profile: &ContactProfile, target: Target) -> Option<Suppression> {
+        let (channel, address) = target;
+        let state = profile.state(channel, address)?;
+        match address {
+            None => channel_suppression(state, &self.model).1,
+            Some(_) => {
+                let consent = state.consent.merged(&profile.channel_consent(channel));
+                suppression_with(state, &consent, &self.model).1
+            }
+        }
+    }
+
+    /// What the events applied to one contact set in motion: `before` from
+    /// `suppressions_before` (for every event in `applied`), `after` the
+    /// profile they made.
     pub(crate) fn consequences(
         &self,
         tenant: &Tenant,
         contact_id: &str,
-        before: &ContactProfile,
+        before: &[(Target, Option<Suppression>)],
         after: &ContactProfile,
         applied: &[(&ChannelEvent, Effects)],
         now: Millis,
@@ -65,22 +129,25 @@ impl<S: Store> Engine<S> {
             tenant: Some(tenant.clone()),
             ..Consequences::default()
         };
-        let mut touched: Vec<(Channel, Option<AddressId>)> = Vec::new();
+        let mut touched: Vec<Target> = Vec::new();
         for (event, effects) in applied {
-            let dims = dims_of(event);
+            if !c.dims.last().is_some_and(|last| are_dims_of(last, event)) {
+                c.dims.push(dims_of(event));
+            }
+            let dims = c.dims.len() - 1;
             if let Some((message_id, at)) = &effects.opened {
                 c.deadlines.push(Deadline {
                     at: *at,
                     tenant: tenant.to_string(),
                     contact_id: contact_id.to_string(),
                     message_id: message_id.clone(),
-                    dims: dims.clone(),
+                    dims: c.dims[dims].clone(),
                 });
             }
             if let Some(at) = effects.withdrew_unconfirmed {
                 c.stats.push(StatUpdate {
                     at,
-                    dims: dims.clone(),
+                    dims,
                     status: Status::Unconfirmed,
                     delta: -1,
                     latency_ms: None,
@@ -98,8 +165,12 @@ impl<S: Store> Engine<S> {
                 touched.push(target);
             }
         }
-        for (channel, address) in touched {
-            self.suppression_action(&mut c, contact_id, channel, address, before, after, now);
+        for target in touched {
+            let was = before
+                .iter()
+                .find(|(t, _)| *t == target)
+                .and_then(|(_, s)| s.clone());
+            self.suppression_action(&mut c, contact_id, target, was, after, now);
         }
         for (event, _) in applied {
             if event.status == Status::BouncedHard && !event.metadata.campaign_id.is_empty() {
@@ -109,28 +180,17 @@ impl<S: Store> Engine<S> {
         c
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn suppression_action(
         &self,
         c: &mut Consequences,
         contact_id: &str,
-        channel: Channel,
-        address: Option<AddressId>,
-        before: &ContactProfile,
+        target: Target,
+        was: Option<Suppression>,
         after: &ContactProfile,
         now: Millis,
     ) {
-        let suppressed = |p: &ContactProfile| {
-            let state = p.state(channel, address)?;
-            match address {
-                None => channel_suppression(state, &self.model).1,
-                Some(_) => {
-                    let consent = state.consent.merged(&p.channel_consent(channel));
-                    suppression_with(state, &consent, &self.model).1
-                }
-            }
-        };
-        let (was, is) = (suppressed(before), suppressed(after));
+        let (channel, address) = target;
+        let is = self.suppression_of(after, target);
         let advice = match (&was, &is) {
             (None, Some(Suppression::Failures { .. })) => {
                 "verify the address before sending on it again"
@@ -198,14 +258,19 @@ impl<S: Store> Engine<S> {
     /// per contact).
     pub(crate) async fn realize(&self, committed: Vec<Consequences>) -> Result<()> {
         let mut actions: Vec<(Tenant, Vec<Action>)> = Vec::new();
+        // One lock of the statistics for the whole call.
+        self.stats.record_all(
+            committed
+                .iter()
+                .filter_map(|c| Some((c.tenant.as_ref()?, c)))
+                .flat_map(|(tenant, c)| c.updates().map(move |u| (tenant, u))),
+        );
+        for u in committed.iter().flat_map(Consequences::updates) {
+            self.event_metrics
+                .route(u.dims, u.status, u.delta, u.latency_ms);
+        }
         for c in committed {
             let Some(tenant) = c.tenant else { continue };
-            for s in &c.stats {
-                self.stats
-                    .record(&tenant, s.at, &s.dims, s.status, s.delta, s.latency_ms);
-                self.event_metrics
-                    .route(&s.dims, s.status, s.delta, s.latency_ms);
-            }
             if c.actions.is_empty() {
                 continue;
             }

@@ -261,11 +261,11 @@ impl<S: Store> Engine<S> {
     /// and what the new ones set in motion; no op if every event was a
     /// duplicate.
     fn prepare(&self, group: &Group, snapshot: Snapshot, now: Millis) -> Result<Prepared> {
-        let before = match &snapshot.record {
+        let mut profile = match &snapshot.record {
             Some(record) => decode(&group.key, &record.bytes)?,
             None => ContactProfile::default(),
         };
-        let mut profile = before.clone();
+        let before = self.suppressions_before(&profile, group.events.iter().map(|e| &e.0));
         let mut duplicate = snapshot.seen;
         let mut fresh = Vec::with_capacity(group.events.len());
         let mut applied = Vec::with_capacity(group.events.len());

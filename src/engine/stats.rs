@@ -39,6 +39,17 @@ type RouteKey = (Tenant, Dims);
 type Pending = FastMap<Tenant, FastMap<Dims, FastMap<(Granularity, u32), StatCell>>>;
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// One statistics update: `delta` of `status` (and a latency, if any) in
+/// the cells of `dims` at time `at`.
+#[derive(Clone, Copy, Debug)]
+pub struct Update<'a> {
+    pub at: Millis,
+    pub dims: &'a Dims,
+    pub status: Status,
+    pub delta: i64,
+    pub latency_ms: Option<i64>,
+}
+
 pub struct StatsAggregator {
     pending: Mutex<Pending>,
     /// One flush at a time: a reader that flushes before reading must not
@@ -81,23 +92,43 @@ impl StatsAggregator {
         delta: i64,
         latency_ms: Option<i64>,
     ) {
-        let route = dims.route();
-        let senders = sender_dims(dims);
+        let update = Update {
+            at,
+            dims,
+            status,
+            delta,
+            latency_ms,
+        };
+        self.record_all([(tenant, update)]);
+    }
+
+    /// Adds each update under one lock (a bulk call's events would
+    /// otherwise take it one by one). The route's and the sender's
+    /// dimensions are derived once per run of updates with the same
+    /// dimensions, as a contact's or a provider's batch mostly has.
+    pub fn record_all<'a>(&self, updates: impl IntoIterator<Item = (&'a Tenant, Update<'a>)>) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let by_dims = slot(&mut pending, tenant);
-        let minute = [(Granularity::Minute, &route)];
-        let per_sender = senders.iter().map(|d| (Granularity::Minute, d));
-        for (granularity, dims) in [(Granularity::Day, dims)]
-            .into_iter()
-            .chain(minute)
-            .chain(per_sender)
-        {
-            let cell = slot(by_dims, dims)
-                .entry((granularity, granularity.bucket(at)))
-                .or_default();
-            cell.add(status, delta);
-            if let Some(ms) = latency_ms {
-                cell.latency.record(ms);
+        let mut derived: Option<(&Dims, Dims, Vec<Dims>)> = None;
+        for (tenant, u) in updates {
+            if derived.as_ref().is_none_or(|(dims, ..)| *dims != u.dims) {
+                derived = Some((u.dims, u.dims.route(), sender_dims(u.dims)));
+            }
+            let (_, route, senders) = derived.as_ref().expect("derived above");
+            let by_dims = slot(&mut pending, tenant);
+            let minute = [(Granularity::Minute, route)];
+            let per_sender = senders.iter().map(|d| (Granularity::Minute, d));
+            for (granularity, dims) in [(Granularity::Day, u.dims)]
+                .into_iter()
+                .chain(minute)
+                .chain(per_sender)
+            {
+                let cell = slot(by_dims, dims)
+                    .entry((granularity, granularity.bucket(u.at)))
+                    .or_default();
+                cell.add(u.status, u.delta);
+                if let Some(ms) = u.latency_ms {
+                    cell.latency.record(ms);
+                }
             }
         }
     }
@@ -317,6 +348,54 @@ mod tests {
         assert_eq!(
             (minute.count(Status::Delivered), minute.latency.total()),
             (2, 1)
+        );
+    }
+
+    /// A batch whose dimensions change from one update to the next (and
+    /// back) lands in the same cells as the updates recorded one by one.
+    #[test]
+    fn a_batch_records_what_its_updates_record_one_by_one() {
+        let (one_by_one, batched) = (StatsAggregator::new(60, 16), StatsAggregator::new(60, 16));
+        let tenants = [Tenant::default(), Tenant::new("other").unwrap()];
+        let dims = |carrier: &str, sender: &str, campaign: &str| Dims {
+            channel: Some(Channel::Sms),
+            carrier: carrier.into(),
+            sender_id: sender.into(),
+            campaign_id: campaign.into(),
+            ..Dims::default()
+        };
+        let all = [
+            dims("c1", "", ""),
+            dims("c1", "s1", "spring"),
+            dims("c2", "s1", ""),
+        ];
+        let updates: Vec<(&Tenant, Update)> = [0, 0, 1, 1, 1, 2, 0, 2, 2, 1]
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let update = Update {
+                    at: Millis(60_000 * (i as i64 % 3) + 86_400_000 * (i as i64 % 2)),
+                    dims: &all[d],
+                    status: [Status::Delivered, Status::BouncedHard][i % 2],
+                    delta: 1 + i as i64,
+                    latency_ms: (i % 3 == 0).then_some(100 * i as i64),
+                };
+                (&tenants[i % 4 / 3], update)
+            })
+            .collect();
+        for &(tenant, u) in &updates {
+            one_by_one.record(tenant, u.at, u.dims, u.status, u.delta, u.latency_ms);
+        }
+        batched.record_all(updates.iter().copied());
+        let one_by_one = one_by_one.pending.into_inner().unwrap();
+        assert_eq!(batched.pending.into_inner().unwrap(), one_by_one);
+        let sender_cells = one_by_one[&tenants[0]]
+            .keys()
+            .filter(|d| d.channel.is_none())
+            .count();
+        assert_eq!(
+            sender_cells, 2,
+            "the sender, and the sender in its campaign"
         );
     }
 }
