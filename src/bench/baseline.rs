@@ -10,8 +10,8 @@ use crate::{
         Channel, ChannelEvent, ContactProfile, Millis, ScoringModel, Status, event::EventMetadata,
     },
     storage::{
-        Commit, CommitOp, ContactKey, DedupeKey, SledConfig, SledStore, Store, Tenant, codec,
-        group_commit::GroupCommit,
+        AsRead, Commit, CommitOp, ContactKey, DedupeKey, SledConfig, SledStore, Store, Tenant,
+        codec, group_commit::GroupCommit,
     },
 };
 
@@ -86,6 +86,7 @@ async fn store_with_markers(
             expected: None,
             value: vec![7; 100],
             markers,
+            read: AsRead::default(),
         });
         if ops.len() == 1000 || c + 1 == contacts {
             store.commit_many(std::mem::take(&mut ops), now).await?;
@@ -118,6 +119,7 @@ pub async fn marker_footprint(dir: &Path, markers: u64) -> anyhow::Result<Marker
                 expected: version,
                 value: Vec::new(),
                 markers: std::mem::take(&mut batch),
+                read: AsRead::default(),
             };
             match store.commit_many(vec![op], now).await?[..] {
                 [Commit::Applied(v)] => version = Some(v),

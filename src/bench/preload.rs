@@ -19,7 +19,9 @@ use crate::{
         address::{AddressBook, AddressConfig},
         event::EventMetadata,
     },
-    storage::{CommitOp, ContactKey, DedupeKey, SledConfig, SledStore, Store, Tenant, codec},
+    storage::{
+        AsRead, CommitOp, ContactKey, DedupeKey, SledConfig, SledStore, Store, Tenant, codec,
+    },
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -181,6 +183,7 @@ pub async fn preload(
             expected: None,
             value,
             markers,
+            read: AsRead::default(),
         });
         if ops.len() == BATCH {
             store.commit_many(std::mem::take(&mut ops), now).await?;

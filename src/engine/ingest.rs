@@ -189,72 +189,95 @@ impl<S: Store> Engine<S> {
     ) -> Result<Vec<Vec<bool>>> {
         let mut done: Vec<Option<Vec<bool>>> = vec![None; groups.len()];
         let mut todo: Vec<usize> = (0..groups.len()).collect();
+        let per_pass = self.store.contacts_per_pass().max(1);
         for attempt in 0..CAS_ATTEMPTS {
-            let requests: Vec<LoadRequest> = todo
-                .iter()
-                .map(|&i| LoadRequest {
-                    key: groups[i].key.clone(),
-                    markers: groups[i].markers.clone(),
-                })
-                .collect();
-            let snapshots = self.store.load_many(&requests, now).await?;
-            let mut ops = Vec::new();
-            let mut pending = Vec::new();
-            for (&i, snapshot) in todo.iter().zip(snapshots) {
-                let prepared = match self.prepare(&groups[i], snapshot, now) {
-                    Ok(prepared) => prepared,
-                    Err(e) => return Err(self.quarantine_corrupt(&groups[i].key, e).await),
+            let mut conflicts = Vec::new();
+            for pass in todo.chunks(per_pass) {
+                let mut outcome = Outcome {
+                    done: &mut done,
+                    committed,
+                    conflicts: &mut conflicts,
                 };
-                match prepared.op {
-                    Some(op) => {
-                        self.write_deadlines(&prepared.consequences).await?;
-                        ops.push(op);
-                        pending.push((i, prepared.duplicate, prepared.consequences));
-                    }
-                    None => {
-                        self.count_recorded(&groups[i], &prepared.duplicate);
-                        done[i] = Some(prepared.duplicate);
-                    }
-                }
+                self.commit_pass(groups, pass, now, &mut outcome).await?;
             }
-            let commits = if ops.is_empty() {
-                Vec::new()
-            } else {
-                self.store.commit_many(ops, now).await?
-            };
-            todo.clear();
-            let mut failure = None;
-            for ((i, duplicate, consequences), commit) in pending.into_iter().zip(commits) {
-                let written = match commit {
-                    Commit::Applied(_) => true,
-                    Commit::Conflict => {
-                        todo.push(i);
-                        false
-                    }
-                    Commit::Unconfirmed(_, e) => {
-                        failure.get_or_insert(e);
-                        true
-                    }
-                    Commit::Failed(e) => {
-                        failure.get_or_insert(e);
-                        false
-                    }
-                };
-                if written {
-                    self.count_recorded(&groups[i], &duplicate);
-                    done[i] = Some(duplicate);
-                    committed.push(consequences);
-                }
-            }
-            if let Some(e) = failure {
-                return Err(e.into());
-            }
+            todo = conflicts;
             if todo.is_empty() {
                 return Ok(done.into_iter().map(Option::unwrap_or_default).collect());
             }
             tokio::time::sleep(backoff(attempt)).await;
         }
         Err(Error::Contention(groups[todo[0]].key.contact_id.clone()))
+    }
+
+    /// One read, prepare and compare-and-swap pass over the groups `pass`
+    /// names, its outcome added to `outcome` also when it fails: what it
+    /// wrote beside a failing op must still be realized.
+    async fn commit_pass(
+        &self,
+        groups: &[Group<'_>],
+        pass: &[usize],
+        now: Millis,
+        outcome: &mut Outcome<'_>,
+    ) -> Result<()> {
+        let requests: Vec<LoadRequest> = pass
+            .iter()
+            .map(|&i| LoadRequest {
+                key: groups[i].key.clone(),
+                markers: groups[i].markers.clone(),
+            })
+            .collect();
+        let snapshots = self.store.load_many(&requests, now).await?;
+        let mut ops = Vec::new();
+        let mut pending = Vec::new();
+        for (&i, snapshot) in pass.iter().zip(snapshots) {
+            let prepared = match self.prepare(&groups[i], snapshot, now) {
+                Ok(prepared) => prepared,
+                Err(e) => return Err(self.quarantine_corrupt(&groups[i].key, e).await),
+            };
+            match prepared.op {
+                Some(op) => {
+                    self.write_deadlines(&prepared.consequences).await?;
+                    ops.push(op);
+                    pending.push((i, prepared.duplicate, prepared.consequences));
+                }
+                None => {
+                    self.count_recorded(&groups[i], &prepared.duplicate);
+                    outcome.done[i] = Some(prepared.duplicate);
+                }
+            }
+        }
+        let commits = if ops.is_empty() {
+            Vec::new()
+        } else {
+            self.store.commit_many(ops, now).await?
+        };
+        let mut failure = None;
+        for ((i, duplicate, consequences), commit) in pending.into_iter().zip(commits) {
+            let written = match commit {
+                Commit::Applied(_) => true,
+                Commit::Conflict => {
+                    outcome.conflicts.push(i);
+                    false
+                }
+                Commit::Unconfirmed(_, e) => {
+                    failure.get_or_insert(e);
+                    true
+                }
+                Commit::Failed(e) => {
+                    failure.get_or_insert(e);
+                    false
+                }
+            };
+            if written {
+                self.count_recorded(&groups[i], &duplicate);
+                outcome.done[i] = Some(duplicate);
+                outcome.committed.push(consequences);
+            }
+        }
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// The new profile of one contact, which of its events are duplicates,
@@ -300,6 +323,7 @@ impl<S: Store> Engine<S> {
             expected: snapshot.version,
             value: codec::encode_profile(&profile),
             markers: fresh,
+            read: snapshot.read,
         };
         Ok(Prepared {
             duplicate,
@@ -307,6 +331,16 @@ impl<S: Store> Engine<S> {
             consequences,
         })
     }
+}
+
+/// Where the passes of a compare-and-swap round put what they did.
+struct Outcome<'a> {
+    /// Per group, once recorded: which of its events were duplicates.
+    done: &'a mut [Option<Vec<bool>>],
+    /// The consequences of every group written, to be realized.
+    committed: &'a mut Vec<Consequences>,
+    /// Groups that lost their swap, for the next round.
+    conflicts: &'a mut Vec<usize>,
 }
 
 /// One contact's update, ready to commit.

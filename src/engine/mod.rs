@@ -205,6 +205,7 @@ impl<S: Store> Engine<S> {
                 expected: snapshot.version,
                 value: codec::encode_profile(&profile),
                 markers: Vec::new(),
+                read: snapshot.read,
             };
             let unconfirmed = match self.store.commit_many(vec![op], now).await?.remove(0) {
                 Commit::Applied(_) => None,

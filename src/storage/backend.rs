@@ -247,4 +247,12 @@ impl Store for Backend {
     async fn close(&self) -> Result<(), StoreError> {
         forward!(self, s => s.close(), _r => std::future::ready(Ok(())))
     }
+
+    fn contacts_per_pass(&self) -> usize {
+        match self {
+            Backend::Sled(s) => s.contacts_per_pass(),
+            // One round trip for the whole call.
+            Backend::Redis(_) => usize::MAX,
+        }
+    }
 }

@@ -62,6 +62,31 @@ pub struct Snapshot {
     pub version: Option<Version>,
     /// One flag per marker asked for, in order.
     pub seen: Vec<bool>,
+    /// The record as the store read it, for the commit that follows.
+    pub read: AsRead,
+}
+
+/// A record as a store read it, handed back with the commit that follows
+/// the read: sled compares and swaps whole values, and with the bytes it
+/// read it need not read the record again to learn what to compare
+/// against (a second `Tree::get`, 6% of a bulk event's server CPU). If the
+/// record changed meanwhile the swap fails and the store reads it afresh,
+/// as it would without. Opaque outside the storage layer; empty (the
+/// default) for stores that compare versions, and for ops built without a
+/// read.
+#[derive(Clone, Debug, Default)]
+pub struct AsRead(Option<Option<sled::IVec>>);
+
+impl AsRead {
+    /// What sled read: the record's bytes, or `None` if it was absent.
+    pub(crate) fn sled(read: Option<sled::IVec>) -> Self {
+        AsRead(Some(read))
+    }
+
+    /// The bytes read, if the store kept them (`Some(None)`: read absent).
+    pub(crate) fn take_sled(&mut self) -> Option<Option<sled::IVec>> {
+        self.0.take()
+    }
 }
 
 /// Outcome of one compare-and-swap of a `commit_many`. Outcomes are per op
@@ -113,6 +138,8 @@ pub struct CommitOp {
     pub expected: Option<Version>,
     pub value: Vec<u8>,
     pub markers: Vec<DedupeKey>,
+    /// The snapshot's [`Snapshot::read`], or the default if none was read.
+    pub read: AsRead,
 }
 
 /// Time granularity of statistics cells.
@@ -333,4 +360,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes everything; called once at shutdown.
     fn close(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// How many contacts a write reads, prepares and commits at a time. A
+    /// networked store wants all of a call's contacts in one round trip;
+    /// an embedded one wants a few, so that a contact's leaf is still in
+    /// the processor's cache when the swap walks down to it again.
+    fn contacts_per_pass(&self) -> usize {
+        usize::MAX
+    }
 }

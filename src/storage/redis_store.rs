@@ -22,8 +22,8 @@ use redis::{
 use crate::{
     domain::Millis,
     storage::{
-        Commit, CommitOp, ContactKey, LoadRequest, Record, SledConfig, Snapshot, StoreError,
-        Version, redis_keys::KeySpace, redis_link::Link,
+        AsRead, Commit, CommitOp, ContactKey, LoadRequest, Record, SledConfig, Snapshot,
+        StoreError, Version, redis_keys::KeySpace, redis_link::Link,
     },
 };
 
@@ -202,6 +202,7 @@ impl RedisStore {
             },
             version,
             seen,
+            read: AsRead::default(),
         })
     }
 

@@ -38,14 +38,20 @@ use crate::{
         stats::{Dims, StatCell},
     },
     storage::{
-        Catalog, Commit, CommitOp, ContactKey, Deadline, DedupeKey, LoadRequest, Record, Snapshot,
-        StatDelta, Store, StoreError, Tenant,
+        AsRead, Catalog, Commit, CommitOp, ContactKey, Deadline, DedupeKey, LoadRequest, Record,
+        Snapshot, StatDelta, Store, StoreError, Tenant,
         group_commit::GroupCommit,
         marker_buckets::{self, MarkerLayout},
         sled_intelligence as intelligence,
         sled_record::{INLINE_MARKERS, StoredRecord},
     },
 };
+
+/// Contacts a write reads, prepares and swaps at a time
+/// ([`Store::contacts_per_pass`]): a bulk chunk's few hundred contacts read
+/// all before any was swapped left each swap to walk sled's tree again
+/// through leaves the processor's cache had dropped meanwhile.
+const CONTACTS_PER_PASS: usize = 16;
 
 /// Settings of the sled store (`[store]` in the config file).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -461,12 +467,18 @@ impl Open {
     /// inline: the swap is the one point at which the events are applied
     /// and remembered, together. If the markers take the record past
     /// `INLINE_MARKERS`, they then move to the buckets (`spill`).
-    fn try_commit(&self, op: CommitOp, now: Millis) -> Result<Commit, StoreError> {
+    fn try_commit(&self, mut op: CommitOp, now: Millis) -> Result<Commit, StoreError> {
         let live = self.layout.live_range(now);
         let generation = *live.end();
         let key = record_key(&op.key);
+        let mut as_read = op.read.take_sled();
         loop {
-            let current = self.tree.get(&key).map_err(to_store_error)?;
+            // First against the bytes the op was computed from; after a
+            // lost swap, against what the store holds now.
+            let current = match as_read.take() {
+                Some(current) => current,
+                None => self.tree.get(&key).map_err(to_store_error)?,
+            };
             let Some(record) = next_record(&op, current.as_deref(), &live)? else {
                 return Ok(Commit::Conflict);
             };
@@ -628,6 +640,10 @@ fn expire(
 }
 
 impl Store for SledStore {
+    fn contacts_per_pass(&self) -> usize {
+        CONTACTS_PER_PASS
+    }
+
     async fn load_many(
         &self,
         requests: &[LoadRequest],
@@ -637,7 +653,7 @@ impl Store for SledStore {
         let live = s.layout.live_range(now);
         let mut snapshots = Vec::with_capacity(requests.len());
         for request in requests {
-            let record = s.read(&request.key)?.map(|(_, record)| record);
+            let (raw, record) = s.read(&request.key)?.unzip();
             let mut seen = Vec::with_capacity(request.markers.len());
             for marker in &request.markers {
                 let mut found = record.as_ref().is_some_and(|r| r.holds(&live, marker));
@@ -660,6 +676,7 @@ impl Store for SledStore {
                     })
                 }),
                 seen,
+                read: AsRead::sled(raw),
             });
         }
         Ok(snapshots)
@@ -954,6 +971,7 @@ mod tests {
             expected,
             value: value.to_vec(),
             markers: markers.to_vec(),
+            read: AsRead::default(),
         }
     }
 
@@ -1009,6 +1027,57 @@ mod tests {
         assert_eq!((erased.record, erased.version), (None, Some(4)));
         let revived = s.commit_many(vec![op(&key, Some(4), b"e", &[])], now).await;
         assert_eq!(revived.unwrap(), [Commit::Applied(5)]);
+    }
+
+    /// A commit compares against the bytes its snapshot read; when they
+    /// went stale meanwhile it reads the record again, so a change in
+    /// between is a conflict, never overwritten.
+    #[tokio::test]
+    async fn a_commit_against_what_was_read_sees_a_change_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let key = ContactKey::new(&Tenant::default(), "c1");
+        let [m1, m2, m3] = ["e1", "e2", "e3"].map(|e| DedupeKey::new(&key, e));
+        let now = Millis(1_000 * DAY);
+        let with_read = |snap: Snapshot, value: &[u8], markers: &[DedupeKey]| CommitOp {
+            read: snap.read,
+            ..op(&key, snap.version, value, markers)
+        };
+
+        // Read absent, then created by another writer: a conflict.
+        let absent = load(&s, &key, &[m1], now).await;
+        let other = s.commit_many(vec![op(&key, None, b"x", &[m3])], now).await;
+        assert_eq!(other.unwrap(), [Commit::Applied(1)]);
+        let late = s
+            .commit_many(vec![with_read(absent, b"a", &[m1])], now)
+            .await;
+        assert_eq!(late.unwrap(), [Commit::Conflict]);
+
+        // Read at version 1 and unchanged: applied, every marker kept.
+        let fresh = load(&s, &key, &[m1], now).await;
+        let applied = s
+            .commit_many(vec![with_read(fresh, b"a", &[m1])], now)
+            .await;
+        assert_eq!(applied.unwrap(), [Commit::Applied(2)]);
+
+        // Read at version 2, then rewritten by another writer: a conflict,
+        // and the other writer's record stands.
+        let stale = load(&s, &key, &[m2], now).await;
+        let other = s.commit_many(vec![op(&key, Some(2), b"b", &[])], now).await;
+        assert_eq!(other.unwrap(), [Commit::Applied(3)]);
+        let late = s
+            .commit_many(vec![with_read(stale, b"c", &[m2])], now)
+            .await;
+        assert_eq!(late.unwrap(), [Commit::Conflict]);
+        let snap = load(&s, &key, &[m1, m2, m3], now).await;
+        assert_eq!(snap.seen, vec![true, false, true]);
+        assert_eq!(
+            snap.record,
+            Some(Record {
+                version: 3,
+                bytes: b"b".to_vec()
+            })
+        );
     }
 
     /// A reader that resumes after the last sequence it saw, as a watcher
