@@ -8,6 +8,7 @@ FROM rust:1.88-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY vendor vendor
 COPY proto proto
 RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked --bin reach || true
