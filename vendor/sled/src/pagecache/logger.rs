@@ -48,7 +48,18 @@ impl Log {
     }
 
     /// read a buffer from the disk
-    pub fn read(&self, pid: PageId, lsn: Lsn, ptr: DiskPtr) -> Result<LogRead> {
+    ///
+    /// reach: `size_hint` is the message's length as the page table
+    /// recorded it (`CacheInfo::log_size`); the message is read with one
+    /// `pread` of that many bytes instead of its header first and its body
+    /// second. A wrong hint costs only the second `pread` again.
+    pub fn read(
+        &self,
+        pid: PageId,
+        lsn: Lsn,
+        ptr: DiskPtr,
+        size_hint: u64,
+    ) -> Result<LogRead> {
         trace!("reading log lsn {} ptr {}", lsn, ptr);
 
         let expected_segment_number = SegmentNumber(
@@ -59,7 +70,13 @@ impl Log {
         if ptr.is_inline() {
             iobuf::make_durable(&self.iobufs, lsn)?;
             let f = &self.config.file;
-            read_message(&**f, ptr.lid(), expected_segment_number, &self.config)
+            read_message_sized(
+                &**f,
+                ptr.lid(),
+                expected_segment_number,
+                &self.config,
+                usize::try_from(size_hint).unwrap_or(0),
+            )
         } else {
             // we short-circuit the inline read
             // here because it might not still
@@ -707,6 +724,18 @@ pub(crate) fn read_message<R: ReadAt>(
     expected_segment_number: SegmentNumber,
     config: &Config,
 ) -> Result<LogRead> {
+    read_message_sized(file, lid, expected_segment_number, config, 0)
+}
+
+/// reach: `read_message` with the message's expected length, so that one
+/// `pread` brings in its header and body together.
+pub(crate) fn read_message_sized<R: ReadAt>(
+    file: &R,
+    lid: LogOffset,
+    expected_segment_number: SegmentNumber,
+    config: &Config,
+    size_hint: usize,
+) -> Result<LogRead> {
     let _measure = Measure::new(&M.read);
     let segment_len = config.segment_size;
     let seg_start = lid / segment_len as LogOffset * segment_len as LogOffset;
@@ -718,8 +747,14 @@ pub(crate) fn read_message<R: ReadAt>(
         "tried to read a message from the red zone"
     );
 
-    let msg_header_buf = &mut [0; 128];
-    let _read_bytes = file.pread_exact_or_eof(msg_header_buf, lid)?;
+    // reach: read the whole message at once when its length is known,
+    // never past the segment's end.
+    let first_read_len = size_hint
+        .min(assert_usize(seg_start + segment_len as LogOffset - lid))
+        .max(128);
+    let mut first_read = vec![0; first_read_len];
+    let _read_bytes = file.pread_exact_or_eof(&mut first_read, lid)?;
+    let msg_header_buf = &first_read[..];
     let header_cursor = &mut msg_header_buf.as_ref();
     let len_before = header_cursor.len();
     let header = MessageHeader::deserialize(header_cursor)?;
