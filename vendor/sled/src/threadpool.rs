@@ -68,7 +68,15 @@ impl Queue {
         // with the notify below.
         drop(queue);
 
-        self.cv.notify_all();
+        // reach: wake one waiting worker per task, not all of them. Every
+        // sealed log buffer is a task, so `notify_all` woke the whole idle
+        // pool (seven threads) to have one of them take it and the rest
+        // park again: a futex storm per flush on a two-core machine. A
+        // worker that finds the queue empty on waking parks again; one
+        // busy when the task arrives takes it when it next checks the
+        // queue (`try_recv` after each task, the emptiness check before
+        // every wait), so no task waits for a wake-up that was not sent.
+        self.cv.notify_one();
 
         len
     }
