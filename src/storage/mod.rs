@@ -18,6 +18,8 @@ mod redis_link;
 mod redis_shared;
 mod redis_store;
 mod sled_backup;
+mod sled_commit;
+mod sled_config;
 mod sled_intelligence;
 mod sled_record;
 mod sled_store;
@@ -28,7 +30,8 @@ pub use backend::{Backend, BackendKind};
 pub use keys::{ContactKey, DedupeKey, Tenant};
 pub use redis_config::RedisConfig;
 pub use redis_store::RedisStore;
-pub use sled_store::{SledConfig, SledStore};
+pub use sled_config::SledConfig;
+pub use sled_store::SledStore;
 
 use crate::domain::{
     Millis,

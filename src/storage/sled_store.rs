@@ -8,7 +8,8 @@
 //! - `g generation` -> that generation's bucket levels and marker count;
 //! - `d tenant 0x00 id` -> a dead-lettered provider event.
 //!
-//! Applying events is one compare-and-swap of the contact's record: sled's
+//! Applying events is one compare-and-swap of the contact's record
+//! (`sled_commit`): sled's
 //! cheapest atomic write, which takes no global lock, so readers and writers
 //! run side by side. A busy contact's spill to the buckets follows the swap,
 //! key by key. Batches and transactions take sled's process-wide write lock,
@@ -29,21 +30,17 @@ use std::{
 
 use arc_swap::ArcSwapOption;
 
-use serde::{Deserialize, Serialize};
-use sled::IVec;
-
 use crate::{
     domain::{
         Millis,
         stats::{Dims, StatCell},
     },
     storage::{
-        AsRead, Catalog, Commit, CommitOp, ContactKey, Deadline, DedupeKey, LoadRequest, Record,
+        AsRead, Catalog, Commit, CommitOp, ContactKey, Deadline, LoadRequest, Record, SledConfig,
         Snapshot, StatDelta, Store, StoreError, Tenant,
         group_commit::GroupCommit,
         marker_buckets::{self, MarkerLayout},
         sled_intelligence as intelligence,
-        sled_record::{INLINE_MARKERS, StoredRecord},
     },
 };
 
@@ -52,50 +49,6 @@ use crate::{
 /// all before any was swapped left each swap to walk sled's tree again
 /// through leaves the processor's cache had dropped meanwhile.
 const CONTACTS_PER_PASS: usize = 16;
-
-/// Settings of the sled store (`[store]` in the config file).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SledConfig {
-    /// Where the data lives: "sled" (embedded, in `data_dir`) or "redis"
-    /// (a Redis Cluster, `[store.redis]`).
-    pub backend: super::BackendKind,
-    /// sled's page cache, in MiB. The main lever on memory use.
-    pub cache_capacity_mib: u64,
-    /// How long a recorded event id is remembered for deduplication.
-    #[serde(with = "humantime_serde")]
-    pub dedupe_window: Duration,
-    /// How long a flush to disk is held back, while writers are concurrent,
-    /// so that it covers more of them (zero: flush at once). A writer alone
-    /// never waits for it. See `storage::group_commit`.
-    #[serde(with = "humantime_serde")]
-    pub commit_gather: Duration,
-    /// How often sled's background thread runs. Each run writes out what
-    /// sled buffered (acknowledged writes are durable already, through
-    /// `sync`) and then cleans its log, but never more than one 512 KiB
-    /// segment per run: this interval is what bounds how fast the space of
-    /// overwritten records comes back. sled's own default, 500 ms, reclaims
-    /// at most 1 MiB/s, less than a busy server writes, and its log then
-    /// grows without bound (docs/reliability.md, "What the store's growth
-    /// is").
-    #[serde(with = "humantime_serde")]
-    pub cleaning_interval: Duration,
-    /// The Redis Cluster, if `backend = "redis"`.
-    pub redis: super::RedisConfig,
-}
-
-impl Default for SledConfig {
-    fn default() -> Self {
-        SledConfig {
-            backend: super::BackendKind::Sled,
-            cache_capacity_mib: 64,
-            dedupe_window: Duration::from_secs(30 * 24 * 3600),
-            commit_gather: Duration::from_micros(500),
-            cleaning_interval: Duration::from_millis(50),
-            redis: super::RedisConfig::default(),
-        }
-    }
-}
 
 pub struct SledStore {
     dir: PathBuf,
@@ -113,17 +66,17 @@ pub struct SledStore {
     pub(super) writes: Arc<RwLock<()>>,
 }
 
-/// One opening of the sled database.
+/// One opening of the sled database (its records written by `sled_commit`).
 pub(super) struct Open {
     pub(super) db: sled::Db,
-    tree: sled::Tree,
-    layout: Arc<MarkerLayout>,
+    pub(super) tree: sled::Tree,
+    pub(super) layout: Arc<MarkerLayout>,
     group: GroupCommit,
     /// Held while the outbox allocates and inserts sequence numbers, so
     /// that they become visible in order.
     outbox_order: Mutex<()>,
     /// Orders the stores of marker generations' metadata (`spill`).
-    sizing: Mutex<()>,
+    pub(super) sizing: Mutex<()>,
 }
 
 /// Shared hold on the write gate. A poisoned lock only means a writer
@@ -137,7 +90,7 @@ const DEAD_LETTER_PREFIX: u8 = b'd';
 const SENDER_PREFIX: u8 = b's';
 const POLICY_PREFIX: u8 = b'y';
 /// `q tenant 0x00 contact 0x00 millis`: records moved aside as corrupt.
-const QUARANTINE_PREFIX: u8 = b'q';
+pub(super) const QUARANTINE_PREFIX: u8 = b'q';
 
 fn catalog_prefix(catalog: Catalog) -> u8 {
     match catalog {
@@ -163,7 +116,7 @@ pub(super) fn to_store_error(e: sled::Error) -> StoreError {
 
 /// `prefix tenant 0x00 name`: the tenant alphabet excludes 0x00, so keys of
 /// different tenants never collide and a tenant's keys share a prefix.
-fn tenant_key(prefix: u8, tenant: &Tenant, name: &str) -> Vec<u8> {
+pub(super) fn tenant_key(prefix: u8, tenant: &Tenant, name: &str) -> Vec<u8> {
     let (tenant, name) = (tenant.as_str().as_bytes(), name.as_bytes());
     let mut bytes = Vec::with_capacity(2 + tenant.len() + name.len());
     bytes.push(prefix);
@@ -173,7 +126,7 @@ fn tenant_key(prefix: u8, tenant: &Tenant, name: &str) -> Vec<u8> {
     bytes
 }
 
-fn record_key(key: &ContactKey) -> Vec<u8> {
+pub(super) fn record_key(key: &ContactKey) -> Vec<u8> {
     tenant_key(RECORD_PREFIX, &key.tenant, &key.contact_id)
 }
 
@@ -383,226 +336,6 @@ impl Open {
             sizing: Mutex::new(()),
         })
     }
-
-    /// Moves the record under `key` aside to the quarantine prefix (see
-    /// [`Store::quarantine`]); blocking. Takes no write gate: `read` calls it
-    /// from writes that hold the gate already (a second shared hold could
-    /// deadlock behind a waiting backup); the move is one atomic batch.
-    fn quarantine_now(&self, key: &ContactKey, reason: &str) -> Result<(), StoreError> {
-        let record = record_key(key);
-        let Some(raw) = self.tree.get(&record).map_err(to_store_error)? else {
-            return Ok(());
-        };
-        let mut aside = tenant_key(QUARANTINE_PREFIX, &key.tenant, &key.contact_id);
-        aside.push(0);
-        aside.extend_from_slice(&Millis::now().0.to_be_bytes());
-        // The raw bytes, then why, so the record can be studied or repaired.
-        let mut value = (raw.len() as u32).to_le_bytes().to_vec();
-        value.extend_from_slice(&raw);
-        value.extend_from_slice(reason.as_bytes());
-        let mut batch = sled::Batch::default();
-        batch.insert(aside, value);
-        batch.remove(record);
-        self.tree.apply_batch(batch).map_err(to_store_error)?;
-        metrics::counter!("reach_corrupt_records_total").increment(1);
-        tracing::error!(
-            tenant = key.tenant.as_str(),
-            reason,
-            "a stored contact record does not decode: moved aside (prefix q) and the contact starts afresh"
-        );
-        Ok(())
-    }
-
-    /// The raw and decoded record under `key`.
-    fn read(&self, key: &ContactKey) -> Result<Option<(IVec, StoredRecord)>, StoreError> {
-        let Some(raw) = self.tree.get(record_key(key)).map_err(to_store_error)? else {
-            return Ok(None);
-        };
-        match StoredRecord::decode(&raw) {
-            Ok(record) => Ok(Some((raw, record))),
-            Err(reason) => Err(self.moved_aside(key, reason)),
-        }
-    }
-
-    /// The version and profile under `key`, the markers left undecoded.
-    fn read_head(&self, key: &ContactKey) -> Result<Option<Record>, StoreError> {
-        let Some(raw) = self.tree.get(record_key(key)).map_err(to_store_error)? else {
-            return Ok(None);
-        };
-        match StoredRecord::head(&raw) {
-            Ok(head) => Ok(head.profile.map(|bytes| Record {
-                version: head.version,
-                bytes: bytes.to_vec(),
-            })),
-            Err(reason) => Err(self.moved_aside(key, reason)),
-        }
-    }
-
-    /// Quarantines a record that does not decode: the caller's error.
-    fn moved_aside(&self, key: &ContactKey, reason: String) -> StoreError {
-        if let Err(e) = self.quarantine_now(key, &reason) {
-            return e;
-        }
-        StoreError::Corrupt {
-            contact: key.contact_id.clone(),
-            reason,
-        }
-    }
-
-    fn in_buckets(&self, generation: u32, marker: &DedupeKey) -> Result<bool, StoreError> {
-        let levels = self.layout.levels(generation);
-        let suffix = marker_buckets::suffix(marker);
-        for &bits in levels.iter().rev() {
-            let key = marker_buckets::bucket_key(generation, bits, marker);
-            if let Some(bucket) = self.tree.get(key).map_err(to_store_error)?
-                && marker_buckets::contains(&bucket, &suffix)
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// One op as a compare-and-swap of its record, the op's markers held
-    /// inline: the swap is the one point at which the events are applied
-    /// and remembered, together. If the markers take the record past
-    /// `INLINE_MARKERS`, they then move to the buckets (`spill`).
-    fn try_commit(&self, mut op: CommitOp, now: Millis) -> Result<Commit, StoreError> {
-        let live = self.layout.live_range(now);
-        let generation = *live.end();
-        let key = record_key(&op.key);
-        let mut as_read = op.read.take_sled();
-        loop {
-            // First against the bytes the op was computed from; after a
-            // lost swap, against what the store holds now.
-            let current = match as_read.take() {
-                Some(current) => current,
-                None => self.tree.get(&key).map_err(to_store_error)?,
-            };
-            let Some(record) = next_record(&op, current.as_deref(), &live)? else {
-                return Ok(Commit::Conflict);
-            };
-            let spills = record.inline_count() + op.markers.len() > INLINE_MARKERS;
-            let version = record.version;
-            let record = with_inline(record, generation, &op.markers);
-            let swapped = self
-                .tree
-                .compare_and_swap(&key, current, Some(record.encode()))
-                .map_err(to_store_error)?;
-            if swapped.is_err() {
-                // Lost to another write; `next_record` tells whether it was
-                // a spill's (same version: go again) or another event's.
-                continue;
-            }
-            if spills && let Err(e) = self.spill(&op.key, generation, &op.markers) {
-                // The events are applied and their markers held inline,
-                // so nothing is lost or counted twice: the record stays a
-                // few markers over its share until they expire.
-                tracing::warn!(error = %e, "moving a busy contact's markers to the buckets failed");
-            }
-            return Ok(Commit::Applied(version));
-        }
-    }
-
-    /// Moves `markers`, held inline in `key`'s record since its last swap,
-    /// to `generation`'s buckets, then drops them from the record. Every
-    /// step is a single-key write, none a transaction: sled's transactions
-    /// take its process-wide write lock, which waits for the flush in
-    /// progress (a whole `fsync`) and holds back every other write, so a
-    /// busy contact's spill stalled the whole store. In every state
-    /// between the steps each marker is in the record or in a bucket its
-    /// generation's levels name, so a crash in between loses nothing.
-    fn spill(
-        &self,
-        key: &ContactKey,
-        generation: u32,
-        markers: &[DedupeKey],
-    ) -> Result<(), StoreError> {
-        let bits = {
-            // Stores of a generation's metadata in the order it changed,
-            // so an older count or level list never overwrites a newer.
-            let _sizing = self.sizing.lock().unwrap_or_else(|e| e.into_inner());
-            let (bits, meta) = self.layout.reserve(generation, markers.len() as u64);
-            if let Some(meta) = meta {
-                self.tree
-                    .insert(marker_buckets::meta_key(generation), meta.encode())
-                    .map_err(to_store_error)?;
-            }
-            bits
-        };
-        for marker in markers {
-            let bucket_key = marker_buckets::bucket_key(generation, bits, marker);
-            let suffix = marker_buckets::suffix(marker);
-            self.tree
-                .fetch_and_update(bucket_key, |bucket| {
-                    let mut bucket = bucket.map(<[u8]>::to_vec).unwrap_or_default();
-                    marker_buckets::insert(&mut bucket, &suffix);
-                    Some(bucket)
-                })
-                .map_err(to_store_error)?;
-        }
-        let record_key = record_key(key);
-        loop {
-            let Some((raw, mut record)) = self.read(key)? else {
-                return Ok(());
-            };
-            record.mark_spilled(generation);
-            record.remove_inline(generation, markers);
-            let swapped = self
-                .tree
-                .compare_and_swap(&record_key, Some(raw), Some(record.encode()))
-                .map_err(to_store_error)?;
-            if swapped.is_ok() {
-                metrics::counter!("reach_dedupe_markers_spilled_total")
-                    .increment(markers.len() as u64);
-                return Ok(());
-            }
-        }
-    }
-
-    /// Every op as a compare-and-swap of its own record, not one transaction
-    /// for all: an event needs its own contact's record and markers written
-    /// together (one swap), not other contacts'; and a sled transaction
-    /// takes sled's process-wide write lock, which waits for every read,
-    /// write and flush in progress and holds back every new one.
-    fn commit_each(&self, ops: Vec<CommitOp>, now: Millis) -> Vec<Commit> {
-        ops.into_iter()
-            .map(|op| self.try_commit(op, now).unwrap_or_else(Commit::Failed))
-            .collect()
-    }
-}
-
-/// The record `op` would write over `current`, or `None` if `current` is
-/// not at the version the op expects. Generations out of the window are
-/// pruned on the way.
-fn next_record(
-    op: &CommitOp,
-    current: Option<&[u8]>,
-    live: &std::ops::RangeInclusive<u32>,
-) -> Result<Option<StoredRecord>, StoreError> {
-    let mut record = match current {
-        Some(raw) => StoredRecord::decode(raw).map_err(|reason| StoreError::Corrupt {
-            contact: op.key.contact_id.clone(),
-            reason,
-        })?,
-        None => StoredRecord::default(),
-    };
-    if current.map(|_| record.version) != op.expected {
-        return Ok(None);
-    }
-    record.prune(live);
-    record.version = if current.is_some() {
-        record.version.wrapping_add(1)
-    } else {
-        1
-    };
-    record.profile = Some(op.value.clone());
-    Ok(Some(record))
-}
-
-fn with_inline(mut record: StoredRecord, generation: u32, markers: &[DedupeKey]) -> StoredRecord {
-    record.add_inline(generation, markers);
-    record
 }
 
 /// Drops every expired generation of spilled markers, a chunk of keys per batch.
@@ -952,7 +685,10 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::Version;
+    use crate::storage::{
+        DedupeKey, Version,
+        sled_record::{INLINE_MARKERS, StoredRecord},
+    };
 
     const DAY: i64 = 86_400_000;
 
