@@ -372,3 +372,14 @@ pub trait Store: Send + Sync + 'static {
         usize::MAX
     }
 }
+
+/// Says that a record was moved aside by [`Store::quarantine`]: the metric
+/// and the error line every store writes, `place` naming where it went.
+pub(crate) fn note_quarantined(tenant: &Tenant, reason: &str, place: &str) {
+    metrics::counter!("reach_corrupt_records_total").increment(1);
+    tracing::error!(
+        tenant = tenant.as_str(),
+        reason,
+        "a stored contact record does not decode: moved aside ({place}) and the contact starts afresh"
+    );
+}

@@ -371,12 +371,7 @@ impl RedisStore {
             .await
             .map_err(|e| self.failed(e))?;
         if moved == 1 {
-            metrics::counter!("reach_corrupt_records_total").increment(1);
-            tracing::error!(
-                tenant = key.tenant.as_str(),
-                reason,
-                "a stored contact record does not decode: moved aside (field q) and the contact starts afresh"
-            );
+            super::note_quarantined(&key.tenant, reason, "field q");
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use crate::{
     domain::Millis,
     storage::{
         Commit, CommitOp, ContactKey, DedupeKey, Record, StoreError, marker_buckets,
+        note_quarantined,
         sled_record::{INLINE_MARKERS, StoredRecord},
         sled_store::{Open, QUARANTINE_PREFIX, record_key, tenant_key, to_store_error},
     },
@@ -39,12 +40,7 @@ impl Open {
         batch.insert(aside, value);
         batch.remove(record);
         self.tree.apply_batch(batch).map_err(to_store_error)?;
-        metrics::counter!("reach_corrupt_records_total").increment(1);
-        tracing::error!(
-            tenant = key.tenant.as_str(),
-            reason,
-            "a stored contact record does not decode: moved aside (prefix q) and the contact starts afresh"
-        );
+        note_quarantined(&key.tenant, reason, "prefix q");
         Ok(())
     }
 

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{BackendKind, RedisConfig};
 
-/// Settings of the sled store (`[store]` in the config file).
+/// Every field has the default of [`SledConfig::default`], which the file
+/// or the environment (`REACH_STORE__CACHE_CAPACITY_MIB=512`) overrides
+/// field by field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SledConfig {
