@@ -778,15 +778,20 @@ where
     iter.collect()
 }
 
-fn deserialize_bounded_sequence<T: Serialize, R>(
+// reach: collected into a vector allocated once for `bound` items (at
+// most one per remaining byte, so a corrupt bound cannot reserve more than
+// the buffer could hold), where `collect` over the `Result`s could not see
+// the length and grew the vector as it went: a leaf paged in from the log
+// has its keys and values read here.
+fn deserialize_bounded_sequence<T: Serialize>(
     buf: &mut &[u8],
     bound: usize,
-) -> Result<R>
-where
-    R: FromIterator<T>,
-{
-    let iter = ConsumeSequence { buf, _t: PhantomData, done: false };
-    iter.take(bound).collect()
+) -> Result<Vec<T>> {
+    let mut items = Vec::with_capacity(bound.min(buf.len()));
+    while items.len() < bound && !buf.is_empty() {
+        items.push(T::deserialize(buf)?);
+    }
+    Ok(items)
 }
 
 impl<'a, 'b, T> Iterator for ConsumeSequence<'a, 'b, T>
