@@ -707,14 +707,26 @@ impl SegmentAccountant {
         let laziness_factor = 1;
 
         // truncate if possible
-        while self.tip != 0 && self.free.len() > laziness_factor {
-            let last_segment = self.tip - self.config.segment_size as LogOffset;
+        //
+        // reach: the whole free tail in one truncation, not one per
+        // segment. Upstream truncated (a `set_len` and an `fsync` on the
+        // I/O pool) once per 512 KiB segment, so a tail of hundreds of
+        // megabytes coming free at once meant a thousand `fsync`s in a
+        // row, which every durable write of the same file queued behind.
+        // `bump_tip` waits for every truncation at or above the tip it
+        // grows from, so one keyed at the new tip covers the whole tail.
+        let mut new_tip = self.tip;
+        while new_tip != 0 && self.free.len() > laziness_factor {
+            let last_segment = new_tip - self.config.segment_size as LogOffset;
             if self.free.contains(&last_segment) {
                 self.free.remove(&last_segment);
-                self.truncate(last_segment)?;
+                new_tip = last_segment;
             } else {
                 break;
             }
+        }
+        if new_tip != self.tip {
+            self.truncate(new_tip)?;
         }
 
         Ok(())
