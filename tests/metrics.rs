@@ -134,6 +134,8 @@ async fn requests_events_duplicates_and_flushes_are_counted() {
         assert_eq!(resend(&mut client, &busy).await, (0, 130));
         let text = http_get(server.admin, "/metrics").await.1;
         assert!(value(&text, "reach_dedupe_markers_spilled_total") >= 2.0);
+        // Their generation's filter tells their new events apart in memory.
+        assert!(value(&text, "reach_marker_filter_bytes") > 0.0);
     }
     assert!(value(&text, "reach_store_flush_seconds_count") >= 1.0);
     // The gauge is refreshed every second, after the statistics flush.

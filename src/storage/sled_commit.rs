@@ -83,12 +83,14 @@ impl Open {
         }
     }
 
+    /// Whether `marker` is in `generation`'s buckets: a read per level,
+    /// unless the generation's filter rules it out (`marker_filter`).
     pub(super) fn in_buckets(
         &self,
         generation: u32,
         marker: &DedupeKey,
     ) -> Result<bool, StoreError> {
-        let levels = self.layout.levels(generation);
+        let levels = self.layout.levels_for(generation, marker);
         let suffix = marker_buckets::suffix(marker);
         for &bits in levels.iter().rev() {
             let key = marker_buckets::bucket_key(generation, bits, marker);
@@ -160,7 +162,7 @@ impl Open {
             // Stores of a generation's metadata in the order it changed,
             // so an older count or level list never overwrites a newer.
             let _sizing = self.sizing.lock().unwrap_or_else(|e| e.into_inner());
-            let (bits, meta) = self.layout.reserve(generation, markers.len() as u64);
+            let (bits, meta) = self.layout.reserve(generation, markers);
             if let Some(meta) = meta {
                 self.tree
                     .insert(marker_buckets::meta_key(generation), meta.encode())

@@ -21,6 +21,11 @@ pub struct SledConfig {
     /// How long a recorded event id is remembered for deduplication.
     #[serde(with = "humantime_serde")]
     pub dedupe_window: Duration,
+    /// Memory, in MiB, for the filters that tell a busy contact's new
+    /// events from its spilled dedupe markers without reading their
+    /// buckets (about 1.4 bytes per spilled marker in the window). Past it,
+    /// a generation's markers are looked up in their buckets, as with 0.
+    pub marker_filter_mib: u64,
     /// How long a flush to disk is held back, while writers are concurrent,
     /// so that it covers more of them (zero: flush at once). A writer alone
     /// never waits for it. See `storage::group_commit`.
@@ -46,6 +51,7 @@ impl Default for SledConfig {
             backend: BackendKind::Sled,
             cache_capacity_mib: 64,
             dedupe_window: Duration::from_secs(30 * 24 * 3600),
+            marker_filter_mib: 32,
             commit_gather: Duration::from_micros(500),
             cleaning_interval: Duration::from_millis(50),
             redis: RedisConfig::default(),

@@ -40,7 +40,7 @@ use crate::{
         Snapshot, StatDelta, Store, StoreError, Tenant,
         group_commit::GroupCommit,
         marker_buckets::{self, MarkerLayout},
-        sled_intelligence as intelligence,
+        sled_filter_fill, sled_intelligence as intelligence,
     },
 };
 
@@ -134,11 +134,12 @@ impl SledStore {
     /// Opens (or creates) the store in `dir`. Blocking: sled recovers its log here.
     pub fn open(dir: impl Into<PathBuf>, config: &SledConfig) -> Result<Self, StoreError> {
         let dir = dir.into();
-        let open = Open::start(&dir, config)?;
+        let open = Arc::new(Open::start(&dir, config)?);
+        sled_filter_fill::spawn(&open);
         Ok(SledStore {
             dir,
             config: Box::new(config.clone()),
-            open: ArcSwapOption::from_pointee(open),
+            open: ArcSwapOption::new(Some(open)),
             failed: AtomicBool::new(false),
             writes: Arc::new(RwLock::new(())),
         })
@@ -254,8 +255,9 @@ impl SledStore {
                 }
             }
         }
-        let open = Open::start(&self.dir, &self.config)?;
-        self.open.store(Some(Arc::new(open)));
+        let open = Arc::new(Open::start(&self.dir, &self.config)?);
+        sled_filter_fill::spawn(&open);
+        self.open.store(Some(open));
         self.failed.store(false, Ordering::SeqCst);
         Ok(true)
     }
@@ -312,7 +314,9 @@ impl Open {
     fn start(dir: &std::path::Path, config: &SledConfig) -> Result<Self, StoreError> {
         let db = open_db(dir, config)?;
         let tree = db.open_tree("reach").map_err(to_store_error)?;
-        let layout = MarkerLayout::open(&tree, config.dedupe_window).map_err(to_store_error)?;
+        let filter_budget = config.marker_filter_mib.saturating_mul(1024 * 1024);
+        let layout = MarkerLayout::open(&tree, config.dedupe_window, filter_budget)
+            .map_err(to_store_error)?;
         let flush_db = db.clone();
         // sled's flush on Linux ends in sync_file_range, which makes the
         // written pages durable but not the file's growth (its size and
@@ -974,6 +978,11 @@ mod tests {
             for writer in writers {
                 writer.await.unwrap();
             }
+            for (w, i) in (0..WRITERS).flat_map(|w| (0..EACH).map(move |i| (w, i))) {
+                let key = &keys[(w + i) % keys.len()];
+                let marker = DedupeKey::new(key, &format!("w{w}-{i}"));
+                assert!(load(&s, key, &[marker], t0).await.seen[0], "w{w}-{i} lost");
+            }
             s.sync().await.unwrap();
         }
         let s = store(dir.path());
@@ -1054,6 +1063,18 @@ mod tests {
                     ref other => panic!("{other:?}"),
                 }
             }
+            // The generation began in this opening: its filter answers.
+            let never = DedupeKey::new(&key, "never");
+            let generation = s.live().unwrap().layout.generation(t0);
+            assert!(
+                s.live()
+                    .unwrap()
+                    .layout
+                    .levels_for(generation, &never)
+                    .is_empty()
+            );
+            let snap = load(&s, &key, &markers, t0).await;
+            assert!(snap.seen.iter().all(|&seen| seen), "every marker found");
             s.sync().await.unwrap();
         }
         let s = store(dir.path());
@@ -1061,6 +1082,25 @@ mod tests {
         assert!(
             snap.seen.iter().all(|&seen| seen),
             "every marker found after reopen"
+        );
+        // The generation's filter is filled from its buckets, then answers.
+        let live = s.live().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !live.layout.unfilled().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the filter was not filled"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let generation = live.layout.generation(t0);
+        let never = DedupeKey::new(&key, "never");
+        assert!(live.layout.levels_for(generation, &never).is_empty());
+        drop(live);
+        let snap = load(&s, &key, &markers, t0).await;
+        assert!(
+            snap.seen.iter().all(|&seen| seen),
+            "every marker found through the filled filter"
         );
         assert!(
             !load(&s, &key, &[DedupeKey::new(&key, "never")], t0)
